@@ -1,0 +1,277 @@
+import { access, mkdir, open, readFile, readdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RecgwError } from '../errors.js';
+
+/** Life of one segment; see DESIGN.md "One session on disk". */
+export type SegmentState =
+  | 'recording'
+  | 'sealed'
+  | 'encoding'
+  | 'encoded'
+  | 'uploading'
+  | 'uploaded'
+  | 'failed'
+  | 'expired';
+
+/** Which stage a `failed` segment failed in, so the sweep knows what to retry. */
+export type FailedStage = 'encode' | 'upload';
+
+export interface ClipInfo {
+  file: string; // e.g. 000001.mp4, relative to the session folder
+  bytes: number;
+  sha256: string;
+  thumbnail?: string; // e.g. 000001.jpg
+  duration_ms: number;
+  frames: number;
+  width: number;
+  height: number;
+}
+
+export interface UploadInfo {
+  /** Object key (S3) or path (file store) the clip was stored under. */
+  key: string;
+  location: string; // s3://bucket@endpoint or file:///dir, no credentials
+  uploaded_at?: string;
+  extra_keys?: string[]; // thumbnail, raw segment, journal
+}
+
+export interface SegmentRecord {
+  number: number;
+  file: string; // 000001.guac
+  state: SegmentState;
+  bytes: number;
+  sha256?: string;
+  started_at: string;
+  sealed_at?: string;
+  /** Display state at the end of this segment, written by the encoder (000001.state.guac). */
+  state_file?: string;
+  clip?: ClipInfo;
+  upload?: UploadInfo;
+  failed_stage?: FailedStage;
+  attempts: number;
+  next_attempt_at?: string;
+  last_error?: string;
+  expired_at?: string;
+  /** sync-clock span (ms) covered by the segment, when known. */
+  first_sync?: number;
+  last_sync?: number;
+}
+
+export interface ConnectionRecord {
+  connection_id?: string; // guacd's $id
+  client_ip: string;
+  forwarded_for_client_ip?: string;
+  user_agent?: string;
+  started_at: string;
+  ended_at?: string;
+  end_reason?: string;
+}
+
+export interface SessionJournalData {
+  version: 1;
+  session_id: string;
+  user_id?: string;
+  username?: string;
+  image_id?: string;
+  image_friendly_name?: string;
+  protocol: string;
+  created_at: string;
+  started_at: string;
+  ended_at?: string;
+  width?: number;
+  height?: number;
+  connections: ConnectionRecord[];
+  segments: SegmentRecord[];
+}
+
+export const JOURNAL_FILE = 'session.json';
+
+export function segmentBaseName(n: number): string {
+  return String(n).padStart(6, '0');
+}
+
+export function sessionDir(spoolDir: string, sessionId: string): string {
+  return join(spoolDir, 'sessions', sessionId);
+}
+
+/**
+ * The journal of one session: session.json, rewritten atomically (tmp → fsync → rename → fsync
+ * of the folder) on every change so a crash leaves either the old or the new file, never half.
+ *
+ * Several stages (recorder, encoder, uploader) change the same journal; every change goes
+ * through update(), which runs changes one at a time in order. Use one instance per session in
+ * a process (JournalStore hands them out) so the in-memory copy is the truth.
+ */
+export class SessionJournal {
+  readonly dir: string;
+  #data: SessionJournalData;
+  #chain: Promise<unknown> = Promise.resolve();
+
+  private constructor(dir: string, data: SessionJournalData) {
+    this.dir = dir;
+    this.#data = data;
+  }
+
+  static async create(dir: string, data: SessionJournalData): Promise<SessionJournal> {
+    await mkdir(dir, { recursive: true });
+    const j = new SessionJournal(dir, data);
+    await j.#write();
+    return j;
+  }
+
+  static async load(dir: string): Promise<SessionJournal> {
+    const path = join(dir, JOURNAL_FILE);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new RecgwError('RECGW_ERR_JOURNAL', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    let data: SessionJournalData;
+    try {
+      data = JSON.parse(text) as SessionJournalData;
+    } catch (err) {
+      throw new RecgwError('RECGW_ERR_JOURNAL', `${path} is not valid JSON; move it aside to recover the segments by hand`, {
+        cause: err,
+      });
+    }
+    if (data.version !== 1 || !Array.isArray(data.segments)) {
+      throw new RecgwError('RECGW_ERR_JOURNAL', `${path} is not a recgw session journal (version ${String(data.version)})`);
+    }
+    return new SessionJournal(dir, data);
+  }
+
+  /** A deep copy of the current data; change it only through update(). */
+  get data(): SessionJournalData {
+    return structuredClone(this.#data);
+  }
+
+  get sessionId(): string {
+    return this.#data.session_id;
+  }
+
+  segment(n: number): SegmentRecord | undefined {
+    const s = this.#data.segments.find((x) => x.number === n);
+    return s && { ...s };
+  }
+
+  /**
+   * Applies `change` to the data and writes the journal; changes run one at a time in call
+   * order. The change may return a value, which update() resolves to.
+   */
+  update<T>(change: (data: SessionJournalData) => T): Promise<T> {
+    const run = this.#chain.then(async () => {
+      const next = structuredClone(this.#data);
+      const result = change(next);
+      const previous = this.#data;
+      this.#data = next;
+      try {
+        await this.#write();
+      } catch (err) {
+        this.#data = previous;
+        throw err;
+      }
+      return result;
+    });
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Changes one segment's record; throws if the segment does not exist. */
+  updateSegment(n: number, change: (seg: SegmentRecord) => void): Promise<SegmentRecord> {
+    return this.update((data) => {
+      const seg = data.segments.find((x) => x.number === n);
+      if (!seg) throw new RecgwError('RECGW_ERR_JOURNAL', `session ${data.session_id} has no segment ${n}`);
+      change(seg);
+      return { ...seg };
+    });
+  }
+
+  async #write(): Promise<void> {
+    const path = join(this.dir, JOURNAL_FILE);
+    const tmp = `${path}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(this.#data, null, 2) + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    // The rename itself is durable only once the folder's entry is on disk.
+    const dh = await open(this.dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+}
+
+/** One SessionJournal per session folder in this process, so every stage sees the same data. */
+export class JournalStore {
+  readonly spoolDir: string;
+  readonly #open = new Map<string, Promise<SessionJournal>>();
+
+  constructor(spoolDir: string) {
+    this.spoolDir = spoolDir;
+  }
+
+  dirOf(sessionId: string): string {
+    return sessionDir(this.spoolDir, sessionId);
+  }
+
+  /** The journal of an existing session, loaded once. */
+  get(sessionId: string): Promise<SessionJournal> {
+    let p = this.#open.get(sessionId);
+    if (!p) {
+      p = SessionJournal.load(this.dirOf(sessionId));
+      this.#open.set(sessionId, p);
+      p.catch(() => this.#open.delete(sessionId));
+    }
+    return p;
+  }
+
+  /** Opens the session's journal if it exists, else creates it from `initial`. */
+  async getOrCreate(sessionId: string, initial: () => SessionJournalData): Promise<SessionJournal> {
+    const existing = this.#open.get(sessionId);
+    if (existing) return existing;
+    const p = (async () => {
+      try {
+        return await SessionJournal.load(this.dirOf(sessionId));
+      } catch (err) {
+        if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
+        return SessionJournal.create(this.dirOf(sessionId), initial());
+      }
+    })();
+    this.#open.set(sessionId, p);
+    p.catch(() => this.#open.delete(sessionId));
+    return p;
+  }
+
+  /** Session ids with a journal in the spool. */
+  async list(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.spoolDir, 'sessions'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: string[] = [];
+    for (const name of names) {
+      try {
+        await access(join(this.dirOf(name), JOURNAL_FILE));
+        out.push(name);
+      } catch {
+        // a folder without a journal is not a session (or a journal was never written)
+      }
+    }
+    return out.sort();
+  }
+
+  /** Forgets a session's cached journal (after its folder is removed). */
+  forget(sessionId: string): void {
+    this.#open.delete(sessionId);
+  }
+}
