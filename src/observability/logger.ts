@@ -53,9 +53,26 @@ function destination(target: LogTarget): DestinationStream {
   return pino.destination({ dest: target.file, sync: false, mkdir: true });
 }
 
-function makeLogger(target: LogTarget, logType: LogType, dest: DestinationStream): Logger {
+/** Called with the metric_name of every log line that carries one (feeds Prometheus counters). */
+export type MetricListener = (metricName: string) => void;
+
+function makeLogger(target: LogTarget, logType: LogType, dest: DestinationStream, onMetric?: MetricListener): Logger {
   return pino(
     {
+      ...(onMetric
+        ? {
+            hooks: {
+              logMethod(args, method) {
+                const first: unknown = args[0];
+                if (first && typeof first === 'object' && 'metric_name' in first) {
+                  const name = (first as { metric_name: unknown }).metric_name;
+                  if (typeof name === 'string') onMetric(name);
+                }
+                method.apply(this, args);
+              },
+            },
+          }
+        : {}),
       level: target.level,
       base: { hostname: hostname(), pid: process.pid, log_type: logType },
       timestamp: pino.stdTimeFunctions.isoTime,
@@ -66,13 +83,13 @@ function makeLogger(target: LogTarget, logType: LogType, dest: DestinationStream
   );
 }
 
-export function createLoggers(appTarget: LogTarget, auditTarget: LogTarget): Loggers {
+export function createLoggers(appTarget: LogTarget, auditTarget: LogTarget, onMetric?: MetricListener): Loggers {
   const appDest = destination(appTarget);
   const sameDest = auditTarget.file === appTarget.file && auditTarget.rotateDaily === appTarget.rotateDaily;
   const auditDest = sameDest ? appDest : destination(auditTarget);
-  const app = makeLogger(appTarget, 'application', appDest);
-  const audit = makeLogger(auditTarget, 'audit', auditDest);
-  const web = makeLogger(appTarget, 'web', appDest);
+  const app = makeLogger(appTarget, 'application', appDest, onMetric);
+  const audit = makeLogger(auditTarget, 'audit', auditDest, onMetric);
+  const web = makeLogger(appTarget, 'web', appDest, onMetric);
   return {
     app,
     audit,
