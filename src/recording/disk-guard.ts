@@ -1,0 +1,116 @@
+import { resolve } from 'node:path';
+import checkDiskSpaceModule from 'check-disk-space';
+import { GuacStatus, RecgwError, errorMessage } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Recorder } from './recorder.js';
+
+// Its types are CommonJS-flavoured under NodeNext (default = the module), while Node loads its
+// ESM build, whose default export is the function itself; accept either.
+type CheckDiskSpace = typeof checkDiskSpaceModule.default;
+const checkDiskSpace: CheckDiskSpace =
+  typeof checkDiskSpaceModule === 'function' ? (checkDiskSpaceModule as CheckDiskSpace) : checkDiskSpaceModule.default;
+
+/**
+ * Free bytes (for an unprivileged user) on the file system holding `path`. The spool may not
+ * exist yet on a fresh machine; check-disk-space then measures its nearest existing parent.
+ */
+export async function freeBytes(path: string): Promise<number> {
+  const { free } = await checkDiskSpace(resolve(path));
+  return free;
+}
+
+/** Throws RECGW_ERR_DISK_FLOOR when the spool's file system has less than `minFreeBytes` free. */
+export async function checkDiskFloor(spoolDir: string, minFreeBytes: number): Promise<void> {
+  const free = await freeBytes(spoolDir);
+  if (free < minFreeBytes) {
+    throw new RecgwError(
+      'RECGW_ERR_DISK_FLOOR',
+      `only ${formatBytes(free)} free on the recording spool's disk (${spoolDir}), under RECORDING_MIN_FREE_BYTES (${formatBytes(minFreeBytes)}); free some space or lower the floor`,
+      { guacStatus: GuacStatus.SERVER_BUSY },
+    );
+  }
+}
+
+export interface DiskWatchdogOptions {
+  spoolDir: string;
+  minFreeBytes: number;
+  intervalMs: number;
+  recorder: Recorder;
+  logger: Logger;
+  /** Measures free space; tests inject one. Default freeBytes(). */
+  freeBytes?: (path: string) => Promise<number>;
+}
+
+/**
+ * Watches the spool's free space while sessions run. Under the floor new sessions are refused
+ * (admission checks that itself); under HALF the floor every running recording is ended with
+ * RECGW_ERR_DISK_FLOOR, because a recording that runs the disk out would fail mid-write anyway,
+ * and the margin keeps room to seal and journal what was written.
+ */
+export class DiskWatchdog {
+  readonly #o: DiskWatchdogOptions;
+  readonly #measure: (path: string) => Promise<number>;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+  #belowFloor = false;
+
+  constructor(o: DiskWatchdogOptions) {
+    this.#o = o;
+    this.#measure = o.freeBytes ?? freeBytes;
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => void this.check(), this.#o.intervalMs);
+    // Never the reason the process stays up.
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** One measurement and its consequences; start() calls it every intervalMs. */
+  async check(): Promise<void> {
+    if (this.#running) return; // a slow `df` must not pile up
+    this.#running = true;
+    try {
+      const { spoolDir, minFreeBytes, recorder, logger } = this.#o;
+      let free: number;
+      try {
+        free = await this.#measure(spoolDir);
+      } catch (err) {
+        logger.error({ reason: errorMessage(err) }, 'cannot measure free space on the recording spool');
+        return;
+      }
+      const half = minFreeBytes / 2;
+      if (free < half) {
+        const active = [...recorder.active];
+        logger.error(
+          { free_bytes: free, min_free_bytes: minFreeBytes, sessions: active.length },
+          'free space on the recording spool is under half the floor; ending recorded sessions',
+        );
+        const err = new RecgwError(
+          'RECGW_ERR_DISK_FLOOR',
+          `only ${formatBytes(free)} free on the recording spool's disk (${spoolDir}), under half of RECORDING_MIN_FREE_BYTES (${formatBytes(minFreeBytes)}); the session was ended so it is never relayed unrecorded`,
+          { guacStatus: GuacStatus.SERVER_ERROR },
+        );
+        for (const rec of active) rec.fail(err);
+      } else if (free < minFreeBytes) {
+        if (!this.#belowFloor) {
+          logger.warn({ free_bytes: free, min_free_bytes: minFreeBytes }, 'free space on the recording spool is under the floor; new recorded sessions are refused');
+        }
+      }
+      this.#belowFloor = free < minFreeBytes;
+    } finally {
+      this.#running = false;
+    }
+  }
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 * 1024) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  if (n >= 1024 * 1024) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${n} bytes`;
+}
