@@ -1,0 +1,214 @@
+// Encodes one recording (a spool segment or any guacd recording) to an H.264 MP4 clip: a worker
+// thread renders changed frames, this thread muxes them with their timestamps into ffmpeg's
+// stdin, and ffmpeg (a child process) makes the constant-rate clip. Nothing is held whole: the
+// recording streams through the worker and at most a few frames are in flight.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { RecgwError } from '../errors.js';
+import { compiledSibling } from '../runtime-paths.js';
+import { locateFfmpeg, type FfmpegBinary } from './ffmpeg-binary.js';
+import { startClipEncode, writeThumbnail, type ClipEncodeJob, type ClipSettings } from './ffmpeg-process.js';
+import { matroskaFramePrefix, matroskaHeader } from './matroska-writer.js';
+import type { ParentMessage, RenderSummary, WorkerInput, WorkerMessage } from './render-protocol.js';
+
+export type { ClipSettings } from './ffmpeg-process.js';
+
+export interface EncodeProgress {
+  /** Bytes of the recording file read (compressed bytes for .gz) and its size. */
+  bytesRead: number;
+  fileBytes: number;
+  /** Frames rendered so far (changes only). */
+  frames: number;
+  /** Recording time covered so far, ms. */
+  mediaMs: number;
+  /** Wall time since the encode started, ms. */
+  elapsedMs: number;
+}
+
+export interface EncodeRecordingOptions {
+  /** .guac (plain) or gzip-compressed recording. */
+  input: string;
+  output: string;
+  /** JPEG thumbnail path; none written when absent. */
+  thumbnail?: string;
+  /** A previous segment's end state (NNNNNN.state.guac) to start from. */
+  statePath?: string;
+  /** Where to write this recording's end state. */
+  stateOut?: string;
+  settings: ClipSettings;
+  onProgress?: (p: EncodeProgress) => void;
+  logger?: Logger;
+  /** Which ffmpeg to run; located (FFMPEG_PATH, PATH, npm package) when absent. */
+  ffmpeg?: FfmpegBinary;
+  /** Called with ffmpeg's pid once it runs (resource sampling in benchmarks and tests). */
+  onFfmpegStart?: (pid: number) => void;
+}
+
+export interface EncodeResult {
+  durationMs: number;
+  /** Frames in the clip (constant rate) and frames actually rendered (changes only). */
+  frames: number;
+  renderedFrames: number;
+  bytesRead: number;
+  clipBytes: number;
+  sha256: string;
+  /** The recording's display size (the clip's is settings.width × height when set). */
+  width: number;
+  height: number;
+  /** Opcodes the display model skipped, with counts. */
+  unsupported: Record<string, number>;
+  malformed: number;
+  /** Set when the input ended mid-instruction or held garbage: the clip stops before it. */
+  truncated: boolean;
+  inputError?: string;
+  stateFile?: string;
+  /** Session-timeline timestamps (ms) of the first sync and the last accepted timestamp. */
+  firstSync?: number;
+  lastTimestamp?: number;
+  ffmpeg: FfmpegBinary;
+}
+
+/**
+ * Renders `input` to `output` (written as output.part, renamed when complete). Rejects with a
+ * RecgwError: RECGW_ERR_INPUT when the recording holds nothing to show (no sync before the
+ * end or the first bad byte), RECGW_ERR_FFMPEG when ffmpeg fails, RECGW_ERR_ENCODE otherwise.
+ * A truncated or partly garbage input resolves with `truncated` set and the clip up to the
+ * last complete instruction.
+ */
+export async function encodeRecording(opts: EncodeRecordingOptions): Promise<EncodeResult> {
+  const started = Date.now();
+  const binary = opts.ffmpeg ?? (await locateFfmpeg());
+  const partial = `${opts.output}.part`;
+  const workerInput: WorkerInput = { input: opts.input, framerate: opts.settings.framerate, statePath: opts.statePath, stateOut: opts.stateOut };
+  const worker = new Worker(compiledSibling(import.meta.url, 'render-worker.js'), { workerData: workerInput });
+  let job: ClipEncodeJob | undefined;
+
+  const summary = await new Promise<RenderSummary>((resolve, reject) => {
+    let settled = false;
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      job?.kill();
+      void worker.terminate();
+      reject(err);
+    };
+    // Writes are chained so frames reach ffmpeg in order even while one waits for 'drain'.
+    let writing: Promise<void> = Promise.resolve();
+    const write = (chunks: Buffer[]): Promise<void> => {
+      writing = writing.then(async () => {
+        if (!job) return;
+        let ok = true;
+        for (const c of chunks) ok = job.input.write(c);
+        if (!ok && !job.input.destroyed) await new Promise<void>((r) => job!.input.once('drain', r).once('close', r));
+      });
+      return writing;
+    };
+
+    worker.on('message', (msg: WorkerMessage) => {
+      switch (msg.type) {
+        case 'start': {
+          job = startClipEncode({ ffmpegPath: binary.path, output: partial, settings: opts.settings, logger: opts.logger });
+          job.done.catch(fail);
+          const pidTimer = setInterval(() => {
+            const pid = job?.pid();
+            if (pid !== undefined || settled) {
+              clearInterval(pidTimer);
+              if (pid !== undefined) opts.onFfmpegStart?.(pid);
+            }
+          }, 5);
+          void write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
+          break;
+        }
+        case 'frame': {
+          const pixels = Buffer.from(msg.pixels);
+          void write([matroskaFramePrefix(msg.ptsMs, pixels.length), pixels]).then(() => {
+            if (!settled) worker.postMessage({ type: 'ack' } satisfies ParentMessage);
+          });
+          break;
+        }
+        case 'progress':
+          opts.onProgress?.({ ...msg, elapsedMs: Date.now() - started });
+          break;
+        case 'warning':
+          opts.logger?.warn({ opcode: msg.opcode }, `recording: ${msg.message}`);
+          break;
+        case 'done':
+          settled = true;
+          void worker.terminate();
+          void writing.then(() => {
+            job?.input.end();
+            resolve(msg.summary);
+          });
+          break;
+        case 'error':
+          fail(new RecgwError(msg.code ?? 'RECGW_ERR_ENCODE', msg.message));
+          break;
+      }
+    });
+    worker.on('error', (err) => fail(new RecgwError('RECGW_ERR_ENCODE', `render worker crashed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => {
+      if (!settled) fail(new RecgwError('RECGW_ERR_ENCODE', `render worker exited (code ${code}) before finishing`));
+    });
+  }).catch(async (err: unknown) => {
+    await rm(partial, { force: true });
+    throw err;
+  });
+
+  if (!job || summary.frames === 0) {
+    await rm(partial, { force: true });
+    throw new RecgwError(
+      'RECGW_ERR_INPUT',
+      summary.inputError
+        ? `${opts.input}: nothing to encode before the error: ${summary.inputError}`
+        : `${opts.input}: no sync instruction, so there is no frame to encode`,
+    );
+  }
+  try {
+    await job.done;
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw err;
+  }
+  await rename(partial, opts.output);
+  if (opts.thumbnail) {
+    await writeThumbnail({
+      ffmpegPath: binary.path,
+      clip: opts.output,
+      output: opts.thumbnail,
+      atSeconds: summary.durationMs / 2000,
+      logger: opts.logger,
+    });
+  }
+  const [clipBytes, sha256] = await Promise.all([stat(opts.output).then((s) => s.size), sha256Of(opts.output)]);
+  return {
+    durationMs: summary.durationMs,
+    frames: summary.frames,
+    renderedFrames: summary.renderedFrames,
+    bytesRead: summary.bytesRead,
+    clipBytes,
+    sha256,
+    width: summary.width,
+    height: summary.height,
+    unsupported: summary.unsupported,
+    malformed: summary.malformed,
+    truncated: summary.truncated,
+    inputError: summary.inputError,
+    stateFile: summary.stateFile,
+    firstSync: summary.firstSync,
+    lastTimestamp: summary.lastTimestamp,
+    ffmpeg: binary,
+  };
+}
+
+function sha256Of(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (c) => hash.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}

@@ -1,0 +1,171 @@
+// Every ffmpeg invocation recgw makes goes through this module, the only importer of
+// fluent-ffmpeg: its repository was archived upstream in 2025, so replacing it means
+// rewriting this one file. Known behaviour worked around here: it probes `-formats` and
+// `-encoders` once per process before the first run; its error text is only the first stderr
+// line (so we keep and log the whole tail); it does not destroy the input stream after an
+// error or a kill (we do); and setFfmpegPath() is process-global, so it is set before each run.
+import ffmpeg from 'fluent-ffmpeg';
+import { PassThrough, type Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { RecgwError } from '../errors.js';
+
+export interface ClipSettings {
+  /** Video bitrate in bits per second (RECORDING_BITRATE). */
+  bitrate: number;
+  /** Frames per second of the clip (RECORDING_FRAMERATE). */
+  framerate: number;
+  /** Clip size; 0×0 keeps the source size (rounded up to even). Aspect is always kept, padded. */
+  width: number;
+  height: number;
+  /** Threads ffmpeg may use (bounded so several encodes share the machine). */
+  threads: number;
+}
+
+export interface ClipEncodeJob {
+  /** Write the Matroska stream here; end() it to finish the clip. Honour write()'s backpressure. */
+  readonly input: Writable;
+  /** Resolves when ffmpeg has written the clip and exited 0. */
+  readonly done: Promise<void>;
+  /** ffmpeg's process id once it runs (for resource sampling). */
+  pid(): number | undefined;
+  /** Stops ffmpeg (SIGKILL) and destroys the input stream. */
+  kill(): void;
+}
+
+/** The ffmpeg output options for an H.264 clip; exported so tests can pin them. */
+export function clipOutputOptions(s: ClipSettings): string[] {
+  const filters: string[] = [`fps=${s.framerate}`];
+  if (s.width > 0 && s.height > 0) {
+    filters.push(
+      `scale=${s.width}:${s.height}:force_original_aspect_ratio=decrease`,
+      `pad=${s.width}:${s.height}:(ow-iw)/2:(oh-ih)/2`,
+    );
+  } else {
+    // libx264 with yuv420p needs even sides; pad a pixel rather than scale the picture.
+    filters.push('pad=ceil(iw/2)*2:ceil(ih/2)*2');
+  }
+  filters.push('setsar=1', 'format=yuv420p');
+  return [
+    // The fps filter (not -r on the output) turns our change-only timestamped frames into a
+    // constant rate: at end of input it holds the last frame for exactly its DefaultDuration,
+    // where output -r guesses from the last gaps. -vsync vfr then passes its timestamps
+    // through; both ffmpeg 4.1 (npm build) and 5.1 accept it (5.1 also has -fps_mode).
+    '-vf', filters.join(','),
+    '-vsync', 'vfr',
+    '-c:v', 'libx264',
+    '-preset', 'veryfast',
+    '-pix_fmt', 'yuv420p',
+    '-b:v', String(s.bitrate),
+    '-maxrate', String(s.bitrate * 2),
+    '-bufsize', String(s.bitrate * 4),
+    // A keyframe every 5 s keeps seeking in a browser <video> quick without costing much.
+    '-g', String(s.framerate * 5),
+    '-threads', String(s.threads),
+    '-movflags', '+faststart',
+    '-an',
+    '-f', 'mp4',
+  ];
+}
+
+/**
+ * Starts ffmpeg reading a Matroska stream of timestamped RGBA frames (see matroska-writer.ts)
+ * and writing an H.264 MP4 clip to `output`.
+ */
+export function startClipEncode(opts: {
+  ffmpegPath: string;
+  output: string;
+  settings: ClipSettings;
+  logger?: Logger;
+}): ClipEncodeJob {
+  // ~2 frames of 1024×768 RGBA in the pipe; more only costs memory.
+  const input = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  const command = ffmpeg({ stdoutLines: 40 })
+    .setFfmpegPath(opts.ffmpegPath)
+    .input(input)
+    .inputFormat('matroska')
+    .output(opts.output)
+    .outputOptions(clipOutputOptions(opts.settings));
+  let proc: { pid?: number } | undefined;
+  let killed = false;
+  const done = new Promise<void>((resolve, reject) => {
+    command.on('start', () => {
+      proc = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc;
+    });
+    command.on('end', () => resolve());
+    command.on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
+      input.destroy();
+      const tail = stderrTail(stderr);
+      if (!killed) opts.logger?.error({ err: err.message, ffmpeg_stderr: tail }, 'ffmpeg failed encoding a clip');
+      reject(
+        new RecgwError('RECGW_ERR_FFMPEG', killed ? 'ffmpeg was stopped' : `ffmpeg failed: ${err.message}\n${tail}`, { cause: err }),
+      );
+    });
+  });
+  command.run();
+  return {
+    input,
+    done,
+    pid: () => proc?.pid,
+    kill: () => {
+      killed = true;
+      input.destroy();
+      command.kill('SIGKILL');
+    },
+  };
+}
+
+/** Writes a JPEG still of `clip` at `atSeconds`, at most `maxWidth` wide. */
+export function writeThumbnail(opts: {
+  ffmpegPath: string;
+  clip: string;
+  output: string;
+  atSeconds: number;
+  maxWidth?: number;
+  logger?: Logger;
+}): Promise<void> {
+  const maxWidth = opts.maxWidth ?? 320;
+  return new Promise<void>((resolve, reject) => {
+    ffmpeg({ stdoutLines: 40 })
+      .setFfmpegPath(opts.ffmpegPath)
+      .input(opts.clip)
+      // -ss before -i seeks by keyframe index first: fast on long clips.
+      .inputOptions(['-ss', opts.atSeconds.toFixed(3)])
+      .output(opts.output)
+      .outputOptions(['-frames:v', '1', '-vf', `scale='min(${maxWidth},iw)':-2`, '-q:v', '4', '-f', 'image2', '-y'])
+      .on('end', () => resolve())
+      .on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
+        const tail = stderrTail(stderr);
+        opts.logger?.error({ err: err.message, ffmpeg_stderr: tail }, 'ffmpeg failed writing a thumbnail');
+        reject(new RecgwError('RECGW_ERR_FFMPEG', `ffmpeg failed writing a thumbnail: ${err.message}\n${tail}`, { cause: err }));
+      })
+      .run();
+  });
+}
+
+/** Reads a media file's duration and frame count by decoding it (works without ffprobe). */
+export function measureClip(ffmpegPath: string, clip: string): Promise<{ durationMs: number; frames: number }> {
+  return new Promise((resolve, reject) => {
+    // stdoutLines 0 keeps all of stderr: "Duration:" is near the top, the last "frame=" at the end.
+    ffmpeg({ stdoutLines: 0 })
+      .setFfmpegPath(ffmpegPath)
+      .input(clip)
+      .output('-')
+      .outputOptions(['-f', 'null'])
+      .on('error', (err: Error) => reject(new RecgwError('RECGW_ERR_FFMPEG', `cannot read ${clip}: ${err.message}`, { cause: err })))
+      .on('end', (_stdout: string | null, stderr: string | null) => {
+        const text = stderr ?? '';
+        const frames = [...text.matchAll(/frame=\s*(\d+)/g)].pop();
+        const time = [...text.matchAll(/Duration: (\d+):(\d+):(\d+(?:\.\d+)?)/g)].pop();
+        if (!frames || !time) return reject(new RecgwError('RECGW_ERR_FFMPEG', `cannot read ${clip}: no duration in ffmpeg's output`));
+        const durationMs = (Number(time[1]) * 3600 + Number(time[2]) * 60 + Number(time[3])) * 1000;
+        resolve({ durationMs, frames: Number(frames[1]) });
+      })
+      .run();
+  });
+}
+
+function stderrTail(stderr: string | null): string {
+  if (!stderr) return '';
+  const lines = stderr.trimEnd().split('\n');
+  return lines.slice(-25).join('\n');
+}

@@ -1,0 +1,52 @@
+// Messages between encode-segment.ts (parent) and render-worker.ts (worker thread).
+import type { ErrorCode } from '../errors.js';
+import type { Instruction } from '../protocol/index.js';
+
+/** What the worker needs of display-model.ts's DisplayModel. */
+export interface FrameModel {
+  apply(ins: Instruction): void | Promise<void>;
+  readonly width: number;
+  readonly height: number;
+  readonly dirty: boolean;
+  render(): Buffer;
+  serializeState(): string;
+  readonly unsupported: ReadonlyMap<string, number>;
+  readonly malformed: number;
+}
+
+export interface WorkerInput {
+  input: string;
+  statePath?: string;
+  stateOut?: string;
+  framerate: number;
+}
+
+export interface RenderSummary {
+  /** Frames in the constant-rate clip (last slot + 1). */
+  frames: number;
+  /** Frames actually rendered and sent (changes only). */
+  renderedFrames: number;
+  durationMs: number;
+  width: number;
+  height: number;
+  bytesRead: number;
+  fileBytes: number;
+  firstSync: number | undefined;
+  lastTimestamp: number | undefined;
+  refusedTimestamps: number;
+  unsupported: Record<string, number>;
+  malformed: number;
+  truncated: boolean;
+  inputError: string | undefined;
+  stateFile: string | undefined;
+}
+
+export type WorkerMessage =
+  | { type: 'start'; width: number; height: number }
+  | { type: 'frame'; slot: number; ptsMs: number; pixels: ArrayBuffer }
+  | { type: 'progress'; bytesRead: number; fileBytes: number; frames: number; mediaMs: number }
+  | { type: 'warning'; opcode: string; message: string }
+  | { type: 'done'; summary: RenderSummary }
+  | { type: 'error'; message: string; code: ErrorCode | undefined };
+
+export type ParentMessage = { type: 'ack' };

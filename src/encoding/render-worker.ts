@@ -1,0 +1,198 @@
+// Runs in a worker thread (started by encode-segment.ts): streams a recording through the
+// parser, the display model and the frame clock, and posts each changed frame's RGBA pixels
+// (transferred, not copied) to the parent, which muxes them into ffmpeg's stdin. Parsing,
+// PNG/WebP decoding and compositing all happen here, so the gateway's event loop stays free.
+import { open, rename, writeFile } from 'node:fs/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { GuacamoleParser, encodeInstruction, openRecording, type Instruction } from '../protocol/index.js';
+import { errorMessage, isRecgwError } from '../errors.js';
+import { FrameClock, TimedReplay, timestampOf } from './frame-clock.js';
+import type { FrameModel, WorkerInput, WorkerMessage, ParentMessage, RenderSummary } from './render-protocol.js';
+
+// TEMPORARY: loaded by name until src/encoding/display-model.ts lands, so the tree typechecks.
+const MODEL_MODULE = './display-model.js';
+const { DisplayModel } = (await import(MODEL_MODULE)) as {
+  DisplayModel: new (opts?: { onWarning?: (opcode: string, message: string) => void }) => FrameModel;
+};
+
+const port = parentPort;
+if (!port) throw new Error('render-worker.ts must run in a worker thread');
+
+const input = workerData as WorkerInput;
+/** Frames posted and not yet written to ffmpeg; bounds memory to a few frames. */
+const MAX_IN_FLIGHT = 3;
+let inFlight = 0;
+let wakeOnAck: (() => void) | undefined;
+
+port.on('message', (msg: ParentMessage) => {
+  if (msg.type === 'ack') {
+    inFlight--;
+    wakeOnAck?.();
+    wakeOnAck = undefined;
+  }
+});
+
+function post(msg: WorkerMessage, transfer?: ArrayBuffer[]): void {
+  port!.postMessage(msg, transfer);
+}
+
+async function main(): Promise<RenderSummary> {
+  const warnings = new Set<string>();
+  const model = new DisplayModel({
+    onWarning: (opcode, message) => {
+      // The model warns once per kind already; this only keeps the parent's log small too.
+      if (warnings.size < 100 && !warnings.has(opcode)) {
+        warnings.add(opcode);
+        post({ type: 'warning', opcode, message });
+      }
+    },
+  });
+  const clock = new FrameClock(input.framerate);
+  let frameWidth = 0;
+  let frameHeight = 0;
+
+  const replay = new TimedReplay(model, clock, async (slot, ptsMs) => {
+    if (frameWidth === 0) {
+      // The clip's size is the display's size at its first frame; later resizes are fitted in.
+      frameWidth = Math.max(model.width, 1);
+      frameHeight = Math.max(model.height, 1);
+      post({ type: 'start', width: frameWidth, height: frameHeight });
+    }
+    const pixels = frameOf(model.render(), model.width, model.height, frameWidth, frameHeight);
+    while (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (wakeOnAck = r));
+    inFlight++;
+    post({ type: 'frame', slot, ptsMs, pixels }, [pixels]);
+  });
+
+  // A previous segment's end state: drawn first, and its closing sync (the session-timeline
+  // time of that segment's last frame) becomes this segment's origin, so consecutive clips
+  // sit on the same frame grid as one whole-session encode would.
+  let stateSync: Instruction | undefined;
+  if (input.statePath) {
+    const source = await openRecording(input.statePath);
+    const parser = new GuacamoleParser((ins) => {
+      if (ins.opcode === 'sync') stateSync = ins;
+      else pending.push(ins);
+    });
+    const pending: Instruction[] = [];
+    for await (const chunk of source.stream) {
+      parser.push(chunk as Buffer);
+      for (const ins of pending.splice(0)) await model.apply(ins);
+    }
+    parser.end();
+  }
+
+  const source = await openRecording(input.input);
+  const batch: Instruction[] = [];
+  const parser = new GuacamoleParser((ins) => batch.push(ins));
+  let inputError: string | undefined;
+  let truncated = false;
+  let firstSync: number | undefined;
+  let lastProgress = 0;
+
+  const feed = async (ins: Instruction): Promise<void> => {
+    if (stateSync && ins.opcode === 'sync') {
+      const t = timestampOf(ins);
+      const s = timestampOf(stateSync);
+      // Only when the state's time comes first: a state from another guacd run would otherwise
+      // make every later timestamp "decreasing" and freeze the clip.
+      if (t !== undefined && s !== undefined && s <= t) await replay.push(stateSync);
+      stateSync = undefined;
+    }
+    if (firstSync === undefined && ins.opcode === 'sync') firstSync = timestampOf(ins);
+    await replay.push(ins);
+  };
+
+  try {
+    for await (const chunk of source.stream) {
+      try {
+        parser.push(chunk as Buffer);
+      } catch (err) {
+        inputError = errorMessage(err);
+      }
+      for (const ins of batch.splice(0)) await feed(ins);
+      if (inputError) break;
+      const now = Date.now();
+      if (now - lastProgress > 200) {
+        lastProgress = now;
+        post({ type: 'progress', bytesRead: source.bytesRead(), fileBytes: source.fileBytes, frames: replay.frames, mediaMs: mediaMs(clock) });
+      }
+    }
+    if (!inputError) {
+      try {
+        parser.end();
+      } catch (err) {
+        truncated = true;
+        inputError = errorMessage(err);
+      }
+    }
+  } catch (err) {
+    // gunzip of a damaged or cut .gz file: keep what decoded, as for a truncated .guac.
+    if (isRecgwError(err)) throw err;
+    truncated = true;
+    inputError = errorMessage(err);
+  } finally {
+    source.stream.destroy();
+  }
+  if (stateSync && replay.frames === 0 && clock.origin === undefined) {
+    // A segment without a single sync still shows the state it starts from.
+    await replay.push(stateSync);
+  }
+  await replay.finish();
+
+  let stateFile: string | undefined;
+  if (input.stateOut && clock.origin !== undefined) {
+    const text = model.serializeState() + encodeInstruction('sync', clock.timeOf(replay.lastSlot));
+    const tmp = `${input.stateOut}.tmp`;
+    await writeFile(tmp, text);
+    const fh = await open(tmp, 'r');
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, input.stateOut);
+    stateFile = input.stateOut;
+  }
+
+  return {
+    frames: replay.lastSlot + 1,
+    renderedFrames: replay.frames,
+    durationMs: replay.lastSlot < 0 ? 0 : clock.ptsOf(replay.lastSlot + 1),
+    width: frameWidth,
+    height: frameHeight,
+    bytesRead: source.bytesRead(),
+    fileBytes: source.fileBytes,
+    firstSync,
+    lastTimestamp: clock.last,
+    refusedTimestamps: clock.refused,
+    unsupported: Object.fromEntries(model.unsupported),
+    malformed: model.malformed,
+    truncated,
+    inputError,
+    stateFile,
+  };
+}
+
+function mediaMs(clock: FrameClock): number {
+  return clock.origin === undefined || clock.last === undefined ? 0 : clock.last - clock.origin;
+}
+
+/**
+ * A copy of the rendered display in the clip's frame size, as a transferable buffer. A display
+ * resized mid-recording is cropped or padded (black) at the top left rather than rescaled:
+ * guacd resizes RDP/VNC displays rarely, and cropping keeps pixels sharp.
+ */
+function frameOf(pixels: Buffer, w: number, h: number, fw: number, fh: number): ArrayBuffer {
+  const out = new ArrayBuffer(fw * fh * 4);
+  const view = new Uint8Array(out);
+  if (w === fw && h === fh) {
+    view.set(pixels.subarray(0, fw * fh * 4));
+    return out;
+  }
+  const rowBytes = Math.min(w, fw) * 4;
+  for (let y = 0; y < Math.min(h, fh); y++) view.set(pixels.subarray(y * w * 4, y * w * 4 + rowBytes), y * fw * 4);
+  return out;
+}
+
+main().then(
+  (summary) => post({ type: 'done', summary }),
+  (err: unknown) => post({ type: 'error', message: errorMessage(err), code: isRecgwError(err) ? err.code : undefined }),
+);
