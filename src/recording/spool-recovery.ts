@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readdir, stat, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { errorMessage, ProtocolError } from '../errors.js';
@@ -138,7 +138,7 @@ export async function recoverSession(journal: SessionJournal, opts: SessionRecov
     if (!m) continue;
     const n = Number(m[1]);
     if (listed.has(n)) continue;
-    const info = await stat(join(journal.dir, name));
+    const info = await lstat(join(journal.dir, name));
     orphans.push({ number: n, file: name, state: 'recording', bytes: 0, started_at: info.mtime.toISOString(), attempts: 0 });
   }
   if (orphans.length > 0) {

@@ -1,0 +1,55 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { isRecgwError, type RecgwError } from '../../src/errors.js';
+import { parseAll } from '../../src/protocol/index.js';
+import { createTestLoggers } from '../../src/observability/logger.js';
+import { checkDiskFloor, DiskWatchdog, freeBytes } from '../../src/recording/disk-guard.js';
+import { makeRecorder, startInfo, tempSpool } from './helpers.js';
+
+const spool = tempSpool();
+afterAll(() => spool.cleanup());
+
+describe('disk floor', () => {
+  it('measures the real free space and refuses above it', async () => {
+    const free = await freeBytes(spool.dir);
+    expect(free).toBeGreaterThan(0);
+    // A spool that does not exist yet is measured on its nearest existing parent.
+    expect(Math.abs((await freeBytes(`${spool.dir}/not/yet`)) - free)).toBeLessThan(64 * 1024 * 1024);
+    await checkDiskFloor(spool.dir, 1);
+    const err = await checkDiskFloor(spool.dir, free + 1024 ** 4).catch((e: unknown) => e);
+    expect(isRecgwError(err, 'RECGW_ERR_DISK_FLOOR')).toBe(true);
+    expect((err as RecgwError).message).toMatch(/RECORDING_MIN_FREE_BYTES/);
+  });
+});
+
+describe('DiskWatchdog', () => {
+  it('ends every active recording under half the floor, and none above it', async () => {
+    const t = makeRecorder(spool.dir);
+    const a = await t.recorder.start(startInfo('wd-a'));
+    const b = await t.recorder.start(startInfo('wd-b'));
+    for (const i of parseAll(Buffer.from('4.size,1.0,2.64,2.64;4.sync,1.1;'))) {
+      a.serverInstruction(i);
+      b.serverInstruction(i);
+    }
+    const floor = 1000;
+    let free = 999; // under the floor, above half: only new sessions are refused
+    const dog = new DiskWatchdog({ spoolDir: spool.dir, minFreeBytes: floor, intervalMs: 20, recorder: t.recorder, logger: createTestLoggers().app, freeBytes: async () => free });
+    const failures: RecgwError[] = [];
+    a.onFailure((e) => failures.push(e));
+    b.onFailure((e) => failures.push(e));
+    await dog.check();
+    expect(failures).toHaveLength(0);
+
+    free = 499;
+    dog.start();
+    await new Promise((r) => setTimeout(r, 150));
+    dog.stop();
+    expect(failures.map((e) => e.code)).toEqual(['RECGW_ERR_DISK_FLOOR', 'RECGW_ERR_DISK_FLOOR']);
+    await Promise.all([a.close('x'), b.close('x')]);
+    expect(t.recorder.active.size).toBe(0);
+    for (const id of ['wd-a', 'wd-b']) {
+      const j = await t.journals.get(id);
+      expect(j.data.segments.map((s) => s.state)).toEqual(['sealed']);
+      expect(j.data.connections[0]!.end_reason).toMatch(/RECGW_ERR_DISK_FLOOR/);
+    }
+  });
+});

@@ -1,0 +1,82 @@
+import { lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { RecgwError } from '../../src/errors.js';
+import { parseAll } from '../../src/protocol/index.js';
+import { sessionDir } from '../../src/recording/journal.js';
+import { fixture, makeRecorder, sha256, startInfo, tempSpool } from './helpers.js';
+
+const spool = tempSpool();
+afterAll(() => spool.cleanup());
+
+describe('a segment write that fails mid-session (real ENOSPC)', () => {
+  it('tells the listener once, keeps the earlier segment sealed and intact, and records why the session ended', async () => {
+    const limit = 256 * 1024;
+    const t = makeRecorder(spool.dir, { segmentBytes: limit });
+    const id = 'enospc';
+    const rec = await t.recorder.start(startInfo(id));
+    // The next segment's file is /dev/full: every write to it fails with ENOSPC, as on a full disk.
+    const dir = sessionDir(spool.dir, id);
+    mkdirSync(dir, { recursive: true });
+    symlinkSync('/dev/full', join(dir, '000002.guac'));
+
+    const failures: RecgwError[] = [];
+    const failed = new Promise<void>((resolve) =>
+      rec.onFailure((e) => {
+        failures.push(e);
+        resolve();
+      }),
+    );
+    const input = parseAll(fixture('vnc-desktop'));
+    let fed = 0;
+    // Feed in socket-sized batches across event-loop turns, like the relay, until it fails.
+    while (failures.length === 0 && fed < input.length) {
+      for (const end = Math.min(fed + 50, input.length); fed < end; fed++) rec.serverInstruction(input[fed]!);
+      await new Promise((r) => setImmediate(r));
+    }
+    await failed;
+    for (let k = fed; k < input.length; k++) rec.serverInstruction(input[k]!); // ignored now
+    await rec.close('relay ended after the failure');
+    // A listener added late still hears about it, once.
+    let late = 0;
+    rec.onFailure(() => late++);
+
+    expect(failures).toHaveLength(1);
+    expect(late).toBe(1);
+    expect(failures[0]!.code).toBe('RECGW_ERR_SEGMENT_WRITE');
+    expect(failures[0]!.message).toMatch(/ENOSPC/);
+    expect(rec.failure).toBe(failures[0]);
+
+    const j = await t.journals.get(id);
+    const segs = j.data.segments;
+    // Segment 2 never got a byte: removed from the journal, and its file (the symlink) with it.
+    expect(segs.map((s) => [s.number, s.state])).toEqual([[1, 'sealed']]);
+    expect(() => lstatSync(join(dir, '000002.guac'))).toThrow(/ENOENT/);
+    const f = readFileSync(join(dir, '000001.guac'));
+    expect(segs[0]!.bytes).toBe(f.length);
+    expect(segs[0]!.sha256).toBe(sha256(f));
+    expect(f.length).toBeLessThanOrEqual(limit);
+    // Segment 1 is exactly the start of the stream.
+    const data = fixture('vnc-desktop');
+    expect(f.equals(data.subarray(0, f.length))).toBe(true);
+    expect(t.sealed).toEqual([{ sessionId: id, segment: 1 }]);
+    expect(j.data.connections[0]!.end_reason).toMatch(/RECGW_ERR_SEGMENT_WRITE/);
+    expect(t.recorder.active.size).toBe(0);
+    expect(t.logs.some((l) => l.level === 'error' && l.err_code === 'RECGW_ERR_SEGMENT_WRITE')).toBe(true);
+  });
+
+  it('fails the first segment of a session whose folder cannot hold files, before anything is relayed', async () => {
+    const t = makeRecorder(spool.dir);
+    const id = 'no-file';
+    const dir = sessionDir(spool.dir, id);
+    mkdirSync(dir, { recursive: true });
+    // The first segment's path leads into a folder that does not exist: open fails (ENOENT).
+    symlinkSync(join(spool.dir, 'missing', 'x.guac'), join(dir, '000001.guac'));
+    const err = await t.recorder.start(startInfo(id)).catch((e: unknown) => e as RecgwError);
+    expect((err as RecgwError).code).toBe('RECGW_ERR_SEGMENT_WRITE');
+    expect(t.recorder.active.size).toBe(0);
+    const j = await t.journals.get(id);
+    expect(j.data.segments).toEqual([]);
+    expect(j.data.connections[0]!.end_reason).toMatch(/could not start: ENOENT/);
+  });
+});
