@@ -97,7 +97,8 @@ export class Uploader implements SegmentUploader {
     }
 
     const data = journal.data;
-    const location = this.#store.location;
+    // The configured location names the place; a changed RECORDING_UPLOAD_LOCATION gets a fresh key.
+    const location = this.#location.describe();
     let key = seg.upload?.location === location ? seg.upload.key : undefined;
     if (!key) {
       key = this.#location.clipKey({

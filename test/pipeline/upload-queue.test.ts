@@ -1,0 +1,217 @@
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { Uploader } from '../../src/pipeline/upload-queue.js';
+import type { SessionJournalData } from '../../src/recording/journal.js';
+import { RetryPolicy } from '../../src/storage/retry-policy.js';
+import { S3Store, type S3StoreOptions } from '../../src/storage/s3-store.js';
+import { UploadLocation } from '../../src/storage/upload-location.js';
+import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
+import { captureLogs } from '../support/log-capture.js';
+import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+let server: TestS3Server;
+let spool: string;
+
+beforeAll(async () => {
+  server = await TestS3Server.start();
+});
+afterAll(async () => {
+  await server.destroy();
+});
+beforeEach(async () => {
+  spool = await mkdtemp(join(tmpdir(), 'recgw-upload-'));
+});
+afterEach(async () => {
+  await rm(spool, { recursive: true, force: true });
+});
+
+function s3(overrides: Partial<S3StoreOptions> = {}): S3Store {
+  return new S3Store({
+    bucket: server.bucket,
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+    maxAttempts: 1,
+    ...overrides,
+  });
+}
+
+function setup(options: { template?: string; store?: S3Store; keepLocal?: boolean; uploadRaw?: boolean; now?: () => Date } = {}) {
+  const logs = captureLogs();
+  const store = options.store ?? s3();
+  const location = UploadLocation.parse(options.template ?? `s3://${server.bucket}@${server.endpoint}/rec/{username}/{session_id}.mp4`);
+  return {
+    logs,
+    store,
+    location,
+    make: (journals: Parameters<typeof makeEncodedSession>[0]['journals']) =>
+      new Uploader({
+        journals: journals!,
+        store,
+        location,
+        logger: logs.logger,
+        keepLocal: options.keepLocal ?? false,
+        uploadRaw: options.uploadRaw ?? false,
+        retry: new RetryPolicy({ baseMs: 200, permanentMinMs: 400, random: () => 0.5 }),
+        ...(options.now ? { now: options.now } : {}),
+      }),
+  };
+}
+
+describe('Uploader', () => {
+  test('stores clip, thumbnail and journal at the templated keys, then removes the local files', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool, clipBytes: [200_000, 150_000] });
+    const { logs, store, make } = setup();
+    const uploader = make(session.journals);
+    await uploader.upload({ sessionId: session.sessionId, segment: 1 });
+    await uploader.upload({ sessionId: session.sessionId, segment: 2 });
+
+    const data = session.journal.data;
+    for (const m of session.segments) {
+      const key = `rec/alice/${session.sessionId}-00000${m.number}.mp4`;
+      const seg = data.segments[m.number - 1]!;
+      expect(seg.state).toBe('uploaded');
+      expect(seg.upload).toMatchObject({ key, location: `s3://${server.bucket}@${server.endpoint}` });
+      expect(seg.upload?.extra_keys).toEqual([`rec/alice/${session.sessionId}-00000${m.number}.jpg`]);
+      expect(Date.parse(seg.upload!.uploaded_at!)).toBeGreaterThan(0);
+      expect(sha256(await readAll(await store.get(key)))).toBe(m.clipSha256);
+      const head = await store.head(key);
+      expect(head).toMatchObject({ bytes: m.clipBytes, contentType: 'video/mp4' });
+      expect(head?.metadata).toMatchObject({ session: session.sessionId, user: 'alice', 'user-id': 'u-1', segment: String(m.number), sha256: m.clipSha256 });
+      expect((await store.head(`rec/alice/${session.sessionId}-00000${m.number}.jpg`))?.contentType).toBe('image/jpeg');
+      // clip, thumbnail, raw segment and (session over, all stored) the state file are gone
+      for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(false);
+    }
+    const journalObject = JSON.parse((await readAll(await store.get(`rec/alice/${session.sessionId}.session.json`))).toString()) as SessionJournalData;
+    expect(journalObject.segments.map((s) => s.state)).toEqual(['uploaded', 'uploaded']);
+    expect((await store.head(`rec/alice/${session.sessionId}.session.json`))?.contentType).toBe('application/json');
+    const complete = logs.withMetric('recording.upload.complete');
+    expect(complete).toHaveLength(2);
+    expect(complete[0]).toMatchObject({ level: 'info', session_id: session.sessionId, segment: 1, key: `rec/alice/${session.sessionId}-000001.mp4`, bytes: 200_000 });
+    store.close();
+  });
+
+  test('state file of segment N stays until segment N+1 is encoded (live session)', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool, clipBytes: [1000, 1000], ended: false });
+    await session.journal.updateSegment(2, (s) => {
+      s.state = 'sealed';
+    });
+    const { store, make } = setup();
+    const uploader = make(session.journals);
+    await uploader.upload({ sessionId: session.sessionId, segment: 1 });
+    expect(session.journal.segment(1)?.state).toBe('uploaded');
+    expect(await exists(session.segments[0]!.clipPath)).toBe(false);
+    expect(await exists(session.segments[0]!.statePath)).toBe(true); // needed to encode segment 2
+    await session.journal.updateSegment(2, (s) => {
+      s.state = 'encoded';
+    });
+    await uploader.upload({ sessionId: session.sessionId, segment: 2 });
+    expect(await exists(session.segments[0]!.statePath)).toBe(false);
+    expect(await exists(session.segments[1]!.statePath)).toBe(true); // session still live: segment 3 may come
+    store.close();
+  });
+
+  test('RECORDING_KEEP_LOCAL keeps every local file; RECORDING_UPLOAD_RAW stores the raw segment gzip-compressed', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    const { store, make } = setup({ keepLocal: true, uploadRaw: true });
+    await make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    const m = session.segments[0]!;
+    for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(true);
+    const rawKey = `rec/alice/${session.sessionId}-000001.guac.gz`;
+    expect(session.journal.segment(1)?.upload?.extra_keys).toContain(rawKey);
+    const gz = await readAll(await store.get(rawKey));
+    expect(gz.length).toBeLessThan(m.raw.length);
+    expect(sha256(gunzipSync(gz))).toBe(sha256(m.raw));
+    expect((await store.head(rawKey))?.contentType).toBe('application/gzip');
+    store.close();
+  });
+
+  test('wrong credentials: failed, error-level reason in the log, every file kept', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    const { logs, store, make } = setup({ store: s3({ credentials: { accessKeyId: 'NOPE', secretAccessKey: 'NOPE' } }) });
+    const before = Date.now();
+    await make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    const seg = session.journal.segment(1)!;
+    expect(seg).toMatchObject({ state: 'failed', failed_stage: 'upload', attempts: 1 });
+    expect(seg.last_error).toMatch(/^InvalidAccessKeyId: /);
+    expect(Date.parse(seg.next_attempt_at!)).toBeGreaterThanOrEqual(before + 300);
+    const [line] = logs.withMetric('recording.upload.failed');
+    expect(line).toMatchObject({ level: 'error', error_code: 'InvalidAccessKeyId', error_kind: 'permanent', session_id: session.sessionId, segment: 1 });
+    expect(line!.msg).toContain('RECORDING_OBJECT_STORAGE_KEY');
+    expect(JSON.stringify(logs.lines)).not.toContain('NOPE');
+    const m = session.segments[0]!;
+    for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(true);
+    store.close();
+  });
+
+  test('missing bucket: failed, error-level reason in the log, every file kept', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    const { logs, store, make } = setup({ store: s3({ bucket: 'gone-bucket' }), template: `s3://gone-bucket@${server.endpoint}/{session_id}.mp4` });
+    await make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    expect(session.journal.segment(1)).toMatchObject({ state: 'failed', failed_stage: 'upload' });
+    const [line] = logs.withMetric('recording.upload.failed');
+    expect(line).toMatchObject({ level: 'error', error_code: 'NoSuchBucket' });
+    expect(line!.msg).toContain('the bucket does not exist');
+    expect(await exists(session.segments[0]!.clipPath)).toBe(true);
+    store.close();
+  });
+
+  test('two requests for one segment make one upload', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    const { store, make } = setup();
+    let puts = 0;
+    store.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string };
+        if (context.commandName === 'PutObjectCommand' && input.Key?.endsWith('.mp4')) puts++;
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const uploader = make(session.journals);
+    const ref = { sessionId: session.sessionId, segment: 1 };
+    await Promise.all([uploader.upload(ref), uploader.upload(ref), uploader.upload({ ...ref })]);
+    await uploader.upload(ref); // already uploaded: nothing to do
+    expect(puts).toBe(1);
+    expect(session.journal.segment(1)?.state).toBe('uploaded');
+    store.close();
+  });
+
+  test('{current_epoch}: a retry uses the key computed before the first attempt', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    let clock = new Date('2026-11-23T12:00:00.000Z');
+    const template = `s3://${server.bucket}@${server.endpoint}/epoch/{session_id}/{current_epoch}.mp4`;
+    const down = setup({ template, store: s3({ endpoint: 'http://127.0.0.1:9' }), now: () => clock });
+    await down.make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    expect(session.journal.segment(1)?.state).toBe('failed');
+    const key = session.journal.segment(1)?.upload?.key;
+    expect(key).toBe(`epoch/${session.sessionId}/${clock.getTime()}.mp4`);
+    clock = new Date('2026-11-23T13:00:00.000Z');
+    const up = setup({ template, now: () => clock });
+    await up.make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    expect(session.journal.segment(1)).toMatchObject({ state: 'uploaded', upload: { key } });
+    expect(await up.store.list(`epoch/${session.sessionId}/`)).toEqual(
+      [key, key.replace(/\.mp4$/, '.jpg'), `epoch/${session.sessionId}/${session.sessionId}.session.json`].sort(),
+    );
+    down.store.close();
+    up.store.close();
+  });
+});
