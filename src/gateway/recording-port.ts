@@ -1,0 +1,40 @@
+import type { RecgwError } from '../errors.js';
+import type { Instruction } from '../protocol/index.js';
+
+// What the gateway needs from the recorder (src/recording/recorder.ts). Declared here as
+// structural types so the gateway depends on a small surface, not the recorder's internals;
+// the recorder's Recorder and SessionRecording classes satisfy them as they are.
+
+export interface RecordingStartInfo {
+  sessionId: string;
+  protocol: string;
+  userId?: string;
+  username?: string;
+  imageId?: string;
+  imageFriendlyName?: string;
+  clientIp: string;
+  forwardedForClientIp?: string;
+  userAgent?: string;
+}
+
+/** One live session's recording: the tap the relay feeds. */
+export interface RecordingTap {
+  readonly sessionId: string;
+  /** Every guacd→client instruction after `ready`, in order. */
+  serverInstruction(ins: Instruction): void;
+  /** Every client→guacd instruction forwarded (the recorder keeps mouse / key). */
+  clientInstruction(ins: Instruction): void;
+  /** Called when recording can no longer continue; the relay must end the session. */
+  onFailure(listener: (err: RecgwError) => void): void;
+  /** Seals the open segment. */
+  close(reason: string): Promise<void>;
+}
+
+export interface SessionRecorder {
+  /** Throws RECGW_ERR_SPOOL_UNWRITABLE when nothing can be written. */
+  checkWritable(): Promise<void>;
+  start(info: RecordingStartInfo): Promise<RecordingTap>;
+}
+
+/** Throws RECGW_ERR_DISK_FLOOR when the spool's filesystem has less than minFreeBytes free. */
+export type DiskFloorCheck = (spoolDir: string, minFreeBytes: number) => Promise<void>;
