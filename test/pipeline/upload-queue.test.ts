@@ -202,7 +202,7 @@ describe('Uploader', () => {
     const down = setup({ template, store: s3({ endpoint: 'http://127.0.0.1:9' }), now: () => clock });
     await down.make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
     expect(session.journal.segment(1)?.state).toBe('failed');
-    const key = session.journal.segment(1)?.upload?.key;
+    const key = session.journal.segment(1)?.upload?.key ?? '(none)';
     expect(key).toBe(`epoch/${session.sessionId}/${clock.getTime()}.mp4`);
     clock = new Date('2026-11-23T13:00:00.000Z');
     const up = setup({ template, now: () => clock });

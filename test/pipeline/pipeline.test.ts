@@ -1,0 +1,257 @@
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { SegmentEncoder, SegmentRef } from '../../src/pipeline/contracts.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import { Uploader } from '../../src/pipeline/upload-queue.js';
+import { JournalStore } from '../../src/recording/journal.js';
+import { RetryPolicy } from '../../src/storage/retry-policy.js';
+import { S3Store } from '../../src/storage/s3-store.js';
+import { UploadLocation } from '../../src/storage/upload-location.js';
+import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
+import { captureLogs } from '../support/log-capture.js';
+import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+
+/**
+ * Stands in for the encode queue (another stage, with its own tests): the spool already holds
+ * the clip, so "encoding" only moves the journal, as the SegmentEncoder contract says.
+ */
+class JournalOnlyEncoder implements SegmentEncoder {
+  calls: SegmentRef[] = [];
+  failNext = false;
+  constructor(private readonly journals: JournalStore) {}
+  async encode(ref: SegmentRef): Promise<void> {
+    this.calls.push(ref);
+    const j = await this.journals.get(ref.sessionId);
+    await j.updateSegment(ref.segment, (s) => {
+      s.state = 'encoding';
+    });
+    const fail = this.failNext;
+    this.failNext = false;
+    await j.updateSegment(ref.segment, (s) => {
+      if (fail) {
+        s.state = 'failed';
+        s.failed_stage = 'encode';
+        s.attempts += 1;
+        s.next_attempt_at = new Date(Date.now() + 100).toISOString();
+        s.last_error = 'ffmpeg fell over';
+      } else {
+        s.state = 'encoded';
+        delete s.failed_stage;
+      }
+    });
+  }
+  async drain(): Promise<void> {}
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+let server: TestS3Server;
+let spool: string;
+let journals: JournalStore;
+const stores: S3Store[] = [];
+const pipelines: Pipeline[] = [];
+
+beforeEach(async () => {
+  server = await TestS3Server.start();
+  spool = await mkdtemp(join(tmpdir(), 'recgw-pipeline-'));
+  journals = new JournalStore(spool);
+});
+afterEach(async () => {
+  for (const p of pipelines.splice(0)) await p.stop();
+  for (const s of stores.splice(0)) s.close();
+  await server.destroy();
+  await rm(spool, { recursive: true, force: true });
+});
+
+function build(options: { retentionMs?: number; template?: string; js?: JournalStore } = {}) {
+  const logs = captureLogs();
+  const js = options.js ?? journals;
+  const store = new S3Store({
+    bucket: server.bucket,
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: S3RVER_CREDENTIALS,
+    maxAttempts: 1,
+    partSize: 5 * 1024 * 1024,
+  });
+  stores.push(store);
+  const location = UploadLocation.parse(options.template ?? `s3://${server.bucket}@${server.endpoint}/rec/{username}/{session_id}.mp4`);
+  const uploader = new Uploader({
+    journals: js,
+    store,
+    location,
+    logger: logs.logger,
+    retry: new RetryPolicy({ baseMs: 300, permanentMinMs: 300, random: () => 0.5 }),
+  });
+  const encoder = new JournalOnlyEncoder(js);
+  const pipeline = new Pipeline({ journals: js, encoder, uploader, retentionMs: options.retentionMs ?? 3_600_000, logger: logs.logger });
+  pipelines.push(pipeline);
+  return { logs, store, uploader, encoder, pipeline, location };
+}
+
+describe('Pipeline', () => {
+  test('a sealed segment is encoded, then uploaded', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed' });
+    const { pipeline, encoder, store } = build();
+    pipeline.onSealed({ sessionId: s.sessionId, segment: 1 });
+    pipeline.onSealed({ sessionId: s.sessionId, segment: 1 }); // same segment twice: one chain
+    await until(() => s.journal.segment(1)?.state === 'uploaded' && !pipeline.isBusy({ sessionId: s.sessionId, segment: 1 }));
+    expect(encoder.calls).toHaveLength(1);
+    expect(sha256(await readAll(await store.get(`rec/alice/${s.sessionId}-000001.mp4`)))).toBe(s.segments[0]!.clipSha256);
+    expect(await exists(s.segments[0]!.clipPath)).toBe(false);
+  });
+
+  test('a failed encode is retried at its next_attempt_at, then uploaded', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed' });
+    const { pipeline, encoder } = build();
+    encoder.failNext = true;
+    pipeline.onSealed({ sessionId: s.sessionId, segment: 1 });
+    await until(() => s.journal.segment(1)?.state === 'uploaded');
+    expect(encoder.calls).toHaveLength(2);
+  });
+
+  test('S3 down: failed, files kept, retry scheduled; S3 back: the sweep stores it under the same key', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded', clipBytes: [300_000] });
+    const { pipeline, logs, store, location } = build();
+    await server.stop();
+    const t0 = Date.now();
+    pipeline.resume([{ sessionId: s.sessionId, segment: 1, state: 'encoded' }]);
+    await until(() => s.journal.segment(1)?.state === 'failed' && logs.withMetric('recording.upload.failed').length > 0);
+    const failed = s.journal.segment(1)!;
+    expect(failed).toMatchObject({ failed_stage: 'upload', attempts: 1 });
+    const expectedKey = location.clipKey({
+      sessionId: s.sessionId,
+      username: 'alice',
+      createdAt: '2026-11-23T10:00:00.000Z',
+      segment: 1,
+      segmentStartedAt: failed.started_at,
+      now: new Date(),
+    });
+    expect(failed.upload?.key).toBe(expectedKey);
+    const next = Date.parse(failed.next_attempt_at!);
+    expect(next).toBeGreaterThan(t0);
+    expect(next).toBeLessThan(Date.now() + 60_000);
+    const m = s.segments[0]!;
+    for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(true);
+    expect(logs.withMetric('recording.upload.failed')[0]).toMatchObject({ level: 'warn', error_kind: 'transient' });
+
+    // Still down at the retry: attempts grow, files still kept.
+    await until(() => (s.journal.segment(1)?.attempts ?? 0) >= 2);
+    await until(() => s.journal.segment(1)?.state === 'failed');
+    expect(await exists(m.clipPath)).toBe(true);
+
+    await server.start();
+    await pipeline.stop(); // drop the pipeline's own timer: the sweep of a fresh pipeline must do it
+    const again = build();
+    await until(async () => {
+      const seg = s.journal.segment(1)!;
+      return seg.state === 'failed' && Date.parse(seg.next_attempt_at!) <= Date.now();
+    });
+    const report = await again.pipeline.sweep();
+    expect(report.retried).toBe(1);
+    await until(() => s.journal.segment(1)?.state === 'uploaded' && !again.pipeline.isBusy({ sessionId: s.sessionId, segment: 1 }));
+    expect(s.journal.segment(1)?.upload?.key).toBe(expectedKey);
+    expect(sha256(await readAll(await store.get(expectedKey)))).toBe(m.clipSha256);
+    expect(await exists(m.clipPath)).toBe(false);
+  });
+
+  test('retention: 2 s with S3 down → files deleted, state expired, error line saying what was lost', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded', clipBytes: [10_000, 20_000] });
+    await server.stop();
+    const { pipeline, logs } = build({ retentionMs: 2000 });
+    pipeline.resume([
+      { sessionId: s.sessionId, segment: 1, state: 'encoded' },
+      { sessionId: s.sessionId, segment: 2, state: 'encoded' },
+    ]);
+    await until(() => s.journal.data.segments.every((x) => x.state === 'failed'));
+    for (const m of s.segments) expect(await exists(m.clipPath)).toBe(true);
+    pipeline.startSweep(100);
+    await until(() => s.journal.data.segments.every((x) => x.state === 'expired'), 8000);
+    for (const m of s.segments) for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(false);
+    expect(Date.parse(s.journal.segment(1)!.expired_at!)).toBeGreaterThan(0);
+    const lines = logs.withMetric('recording.retention.expired');
+    expect(lines).toHaveLength(2);
+    const first = lines.find((l) => l.segment === 1)!;
+    expect(first).toMatchObject({ level: 'error', session_id: s.sessionId, state_before: 'failed', retention_ms: 2000, clip_bytes: 10_000 });
+    expect(first.files).toEqual(expect.arrayContaining(['000001.mp4', '000001.jpg', '000001.guac']));
+    expect(first.bytes).toBeGreaterThanOrEqual(10_000 + 2048 + s.segments[0]!.raw.length);
+    expect(first.msg).toContain(`segment 1 of session ${s.sessionId}`);
+    expect(first.msg).toContain('000001.mp4 (10000 bytes)');
+    expect(first.msg).toContain('is lost');
+  });
+
+  test('crash between encode and upload: after restart the clip is stored once', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded' });
+    // A new process: fresh journal store reading the spool.
+    const js = new JournalStore(spool);
+    const { pipeline, store } = build({ js });
+    pipeline.resume([{ sessionId: s.sessionId, segment: 1, state: 'encoded' }]);
+    await until(async () => (await js.get(s.sessionId)).segment(1)?.state === 'uploaded');
+    const keys = await store.list(`rec/alice/${s.sessionId}`);
+    expect(keys.filter((k) => k.endsWith('.mp4'))).toEqual([`rec/alice/${s.sessionId}-000001.mp4`]);
+  });
+
+  test('crash during an upload ({current_epoch} key, half a multipart upload left): restart stores one object under the journal key', async () => {
+    const template = `s3://${server.bucket}@${server.endpoint}/epoch/{session_id}/{current_epoch}.mp4`;
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded', clipBytes: [12 * 1024 * 1024] });
+    const key = `epoch/${s.sessionId}/1700000000000.mp4`;
+    // What the dead process left: the journal says uploading with its key; S3 holds an
+    // unfinished multipart upload with one part.
+    await s.journal.updateSegment(1, (seg) => {
+      seg.state = 'uploading';
+      seg.upload = { key, location: `s3://${server.bucket}@${server.endpoint}` };
+    });
+    const { store } = build({ template });
+    const mpu = await store.client.send(new CreateMultipartUploadCommand({ Bucket: server.bucket, Key: key }));
+    await store.client.send(
+      new UploadPartCommand({ Bucket: server.bucket, Key: key, UploadId: mpu.UploadId, PartNumber: 1, Body: Buffer.alloc(5 * 1024 * 1024, 1) }),
+    );
+    // Restart: the spool scan turns uploading back into encoded (done here by hand, as recover() does).
+    const js = new JournalStore(spool);
+    const j = await js.get(s.sessionId);
+    await j.updateSegment(1, (seg) => {
+      if (seg.state === 'uploading') seg.state = 'encoded';
+    });
+    const { pipeline } = build({ template, js });
+    pipeline.resume([{ sessionId: s.sessionId, segment: 1, state: 'encoded' }]);
+    await until(() => j.segment(1)?.state === 'uploaded');
+    expect(j.segment(1)?.upload?.key).toBe(key);
+    const clips = (await store.list(`epoch/${s.sessionId}/`)).filter((k) => k.endsWith('.mp4'));
+    expect(clips).toEqual([key]);
+    expect(sha256(await readAll(await store.get(key)))).toBe(s.segments[0]!.clipSha256);
+  });
+
+  test('stop() waits for running chains and refuses new work', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed', clipBytes: [1000, 1000] });
+    const { pipeline, encoder } = build();
+    pipeline.onSealed({ sessionId: s.sessionId, segment: 1 });
+    await pipeline.stop();
+    expect(s.journal.segment(1)?.state).toBe('uploaded');
+    pipeline.onSealed({ sessionId: s.sessionId, segment: 2 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(encoder.calls).toHaveLength(1);
+    expect(s.journal.segment(2)?.state).toBe('sealed');
+  });
+});
