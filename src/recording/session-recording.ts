@@ -11,6 +11,7 @@ import { SyncClock } from './sync-clock.js';
 /** What a SessionRecording needs from its Recorder; fixed for the recording's life. */
 export interface SessionRecordingContext {
   journal: SessionJournal;
+  /** Already bound to session_id (and protocol, user); lines here do not repeat it. */
   logger: Logger;
   segmentBytes: number;
   includeKeys: boolean;
@@ -91,6 +92,9 @@ export class SessionRecording {
   serverInstruction(ins: Instruction): void {
     if (this.#stopped) return;
     const raw = ins.raw;
+    // guacd never sends an empty opcode; one here is a tunnel-internal instruction (the
+    // connection id a relay adds after `ready`), which is no part of what was displayed.
+    if (raw[0] === 0x30 /* '0.' */) return;
     let syncTs: number | undefined;
     if (raw[0] === 0x34 /* '4.sync' */ && ins.opcode === 'sync') {
       syncTs = ins.intArg(0);
@@ -154,7 +158,7 @@ export class SessionRecording {
     this.#failure = err;
     this.#stopped = true;
     this.#log.error(
-      { session_id: this.sessionId, segment: this.#segment, err_code: err.code, reason: err.message },
+      { segment: this.#segment, err_code: err.code, reason: err.message },
       'recording failed; ending the session',
     );
     const listeners = this.#failureListeners;
@@ -184,7 +188,7 @@ export class SessionRecording {
         d.ended_at = now;
       });
     } catch (err) {
-      this.#log.error({ session_id: this.sessionId, reason: errorMessage(err) }, 'cannot record the end of the connection in the journal');
+      this.#log.error({ reason: errorMessage(err) }, 'cannot record the end of the connection in the journal');
     }
     this.#ctx.onClosed(this);
   }
@@ -243,7 +247,7 @@ export class SessionRecording {
         // Failed during the final flush of a closing recording: nobody is left to tell, but
         // the operator must know the segment ends early.
         this.#log.error(
-          { session_id: this.sessionId, segment: n, err_code: result.error.code, bytes: result.bytes },
+          { segment: n, err_code: result.error.code, bytes: result.bytes },
           'segment write failed while closing; sealing what reached the disk',
         );
       }
@@ -284,13 +288,13 @@ export class SessionRecording {
       return;
     }
     this.#log.info(
-      { session_id: this.sessionId, segment: n, bytes, metric_name: MetricName.segmentSealed },
+      { segment: n, bytes, metric_name: MetricName.segmentSealed },
       'segment sealed',
     );
     try {
       this.#ctx.onSealed({ sessionId: this.sessionId, segment: n });
     } catch (err) {
-      this.#log.error({ session_id: this.sessionId, segment: n, reason: errorMessage(err) }, 'segment-sealed listener threw');
+      this.#log.error({ segment: n, reason: errorMessage(err) }, 'segment-sealed listener threw');
     }
   }
 
@@ -332,7 +336,7 @@ export class SessionRecording {
     try {
       listener(err);
     } catch (e) {
-      this.#log.error({ session_id: this.sessionId, reason: errorMessage(e) }, 'recording-failure listener threw');
+      this.#log.error({ reason: errorMessage(e) }, 'recording-failure listener threw');
     }
   }
 }

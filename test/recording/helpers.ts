@@ -42,12 +42,20 @@ export interface TestRecorder {
   journals: JournalStore;
   sealed: SegmentRef[];
   logs: LogLine[];
+  /** The log lines as written, to check what JSON.parse would hide (duplicate keys). */
+  rawLogs: string[];
   spool: string;
 }
 
 export function makeRecorder(spool: string, opts: Partial<RecorderOptions> = {}): TestRecorder {
   const logs: LogLine[] = [];
-  const dest: DestinationStream = { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) };
+  const rawLogs: string[] = [];
+  const dest: DestinationStream = {
+    write: (s: string) => {
+      rawLogs.push(s);
+      logs.push(JSON.parse(s) as LogLine);
+    },
+  };
   const { app } = createTestLoggers(dest);
   const journals = opts.journals ?? new JournalStore(spool);
   const sealed: SegmentRef[] = [];
@@ -62,7 +70,7 @@ export function makeRecorder(spool: string, opts: Partial<RecorderOptions> = {})
     onSealed: (ref) => sealed.push(ref),
     ...opts,
   });
-  return { recorder, journals, sealed, logs, spool };
+  return { recorder, journals, sealed, logs, rawLogs, spool };
 }
 
 export function startInfo(sessionId: string, extra: Partial<SessionStartInfo> = {}): SessionStartInfo {

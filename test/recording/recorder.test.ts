@@ -115,7 +115,8 @@ describe('SessionRecording with the real recordings', () => {
 
     const sealedLogs = t.logs.filter((l) => l.metric_name === 'recording.segment.sealed');
     expect(sealedLogs).toHaveLength(segs.length);
-    expect(sealedLogs[0]).toMatchObject({ session_id: id, segment: 1, bytes: segs[0]!.bytes });
+    expect(sealedLogs[0]).toMatchObject({ session_id: id, segment: 1, bytes: segs[0]!.bytes, protocol: name.split('-')[0], user_name: 'alice' });
+    for (const line of t.rawLogs) expect(line.match(/"session_id":/g)?.length ?? 0).toBeLessThanOrEqual(1);
   });
 });
 
@@ -124,6 +125,7 @@ describe('left-out streams', () => {
   // end, index 3 is reused by an img stream, which must be kept.
   const parts = [
     ['keep', '4.size,1.0,3.640,3.480;'],
+    ['internal', '0.,5.$abcd;'], // a relay's tunnel-internal instruction: never recorded
     ['keep', '4.sync,4.1000;'],
     ['audio', '5.audio,1.1,31.audio/L16;rate=44100,channels=2;'],
     ['audio', '4.blob,1.1,4.AAAA;'],
