@@ -232,7 +232,8 @@ export class GuacdConnection {
 
   /** Writes client bytes to guacd; false when guacd's socket buffers (wait for onDrain). */
   write(data: Buffer): boolean {
-    if (this.#closed) return true;
+    // Once guacd has gone, input is dropped; reporting backpressure here would stall the client side.
+    if (this.#closed || this.#socket.writableEnded || this.#socket.destroyed) return true;
     return this.#socket.write(data);
   }
 

@@ -345,6 +345,8 @@ export class GatewaySession {
   #closeClient(): void {
     const ws = this.#ws;
     if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) {
+      // Paused for guacd backpressure, the socket would never read the client's close reply.
+      if (ws.isPaused) ws.resume();
       ws.close(1000);
       // A peer that never answers the close handshake is cut off.
       setTimeout(() => ws.terminate(), 5000).unref();

@@ -66,6 +66,8 @@ export interface FakeGuacdOptions {
   crashOnEarlyMouse?: boolean;
   /** Keep a copy of everything sent after `ready` (default true; benchmarks turn it off). */
   keepSent?: boolean;
+  /** Wait this long (everything before it already written) before sending the first sync. */
+  firstSyncDelayMs?: number;
   /** Replay this many times back to back in one connection (benchmarks). Default 1. */
   loops?: number;
 }
@@ -253,9 +255,14 @@ export class FakeGuacd {
     for (let loop = 0; loop < (o.loops ?? 1); loop++) {
       for (const ins of instructions) {
         if (socket.destroyed) break;
+        const isSync = ins.opcode === 'sync';
+        if (isSync && conn.syncsSent === 0 && o.firstSyncDelayMs) {
+          await flush();
+          await sleep(o.firstSyncDelayMs);
+        }
+        if (isSync) conn.syncsSent++;
         await send(ins.raw);
-        if (ins.opcode !== 'sync') continue;
-        conn.syncsSent++;
+        if (!isSync) continue;
         if (!injected && o.inject) {
           injected = true;
           for (const part of injectedStreams(o.inject)) await send(part);
