@@ -243,12 +243,13 @@ export class SessionRecording {
     this.#sealChain = this.#sealChain.then(async () => {
       const result = await done;
       this.#finishing.delete(writer);
-      if (result.error && this.#failure === undefined) {
-        // Failed during the final flush of a closing recording: nobody is left to tell, but
-        // the operator must know the segment ends early.
+      if (result.error) {
+        // The segment ends early: what reached the disk is sealed, the rest is gone. Say so
+        // for each segment, also when the session already failed on another one (a segment
+        // still flushing when the next one hit a full disk).
         this.#log.error(
           { segment: n, err_code: result.error.code, bytes: result.bytes },
-          'segment write failed while closing; sealing what reached the disk',
+          'segment write failed; sealing what reached the disk',
         );
       }
       await this.#seal(writer, n, result.bytes, result.sha256, firstSync, lastSync);
@@ -303,7 +304,7 @@ export class SessionRecording {
       this.fail(
         new RecgwError(
           'RECGW_ERR_SEGMENT_WRITE',
-          `writing ${writer.path} failed (${err.code ?? 'error'}: ${err.message}); what was written before is kept; check the spool's disk (RECORDING_SPOOL_DIR)`,
+          `writing ${writer.path} failed (${err.message}); what was written before is kept; check the spool's disk (RECORDING_SPOOL_DIR)`,
           { cause: err, guacStatus: GuacStatus.SERVER_ERROR },
         ),
       );

@@ -13,7 +13,7 @@ describe('disk floor', () => {
     const free = await freeBytes(spool.dir);
     expect(free).toBeGreaterThan(0);
     // A spool that does not exist yet is measured on its nearest existing parent.
-    expect(Math.abs((await freeBytes(`${spool.dir}/not/yet`)) - free)).toBeLessThan(64 * 1024 * 1024);
+    expect(Math.abs((await freeBytes(`${spool.dir}/not/yet`)) - free)).toBeLessThan(1024 ** 3); // others write to this disk meanwhile
     await checkDiskFloor(spool.dir, 1);
     const err = await checkDiskFloor(spool.dir, free + 1024 ** 4).catch((e: unknown) => e);
     expect(isRecgwError(err, 'RECGW_ERR_DISK_FLOOR')).toBe(true);

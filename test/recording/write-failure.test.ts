@@ -50,16 +50,27 @@ describe('a segment write that fails mid-session (real ENOSPC)', () => {
     const j = await t.journals.get(id);
     const segs = j.data.segments;
     // Segment 2 never got a byte: removed from the journal, and its file (the symlink) with it.
-    expect(segs.map((s) => [s.number, s.state])).toEqual([[1, 'sealed']]);
+    // The error reaches the recorder asynchronously (the write runs in libuv's pool, maybe
+    // behind fsyncs), so on a busy machine the relay may have rolled into segments 3.. before
+    // it: those hold real data and are kept, sealed and intact.
+    expect(segs.map((s) => s.number)).not.toContain(2);
+    expect(segs[0]!.number).toBe(1);
+    expect(segs.every((s) => s.state === 'sealed')).toBe(true);
     expect(() => lstatSync(join(dir, '000002.guac'))).toThrow(/ENOENT/);
-    const f = readFileSync(join(dir, '000001.guac'));
-    expect(segs[0]!.bytes).toBe(f.length);
-    expect(segs[0]!.sha256).toBe(sha256(f));
-    expect(f.length).toBeLessThanOrEqual(limit);
-    // Segment 1 is exactly the start of the stream.
     const data = fixture('vnc-desktop');
-    expect(f.equals(data.subarray(0, f.length))).toBe(true);
-    expect(t.sealed).toEqual([{ sessionId: id, segment: 1 }]);
+    let prevEnd = 0;
+    for (const s of segs) {
+      const f = readFileSync(join(dir, s.file));
+      expect(s.bytes).toBe(f.length);
+      expect(s.sha256).toBe(sha256(f));
+      expect(f.length).toBeLessThanOrEqual(limit);
+      // Each segment is a run of the stream, in order: segment 1 its very start.
+      const at = s.number === 1 ? 0 : data.indexOf(f, prevEnd);
+      expect(at).toBeGreaterThanOrEqual(prevEnd);
+      expect(f.equals(data.subarray(at, at + f.length))).toBe(true);
+      prevEnd = at + f.length;
+    }
+    expect(t.sealed).toEqual(segs.map((s) => ({ sessionId: id, segment: s.number })));
     expect(j.data.connections[0]!.end_reason).toMatch(/RECGW_ERR_SEGMENT_WRITE/);
     expect(t.recorder.active.size).toBe(0);
     expect(t.logs.some((l) => l.level === 'error' && l.err_code === 'RECGW_ERR_SEGMENT_WRITE')).toBe(true);
