@@ -308,10 +308,8 @@ export class DisplayModel {
   }
 
   #drawLayer(ctx: SKRSContext2D, layer: DisplayLayer, x: number, y: number, alpha: number): void {
-    if (layer.width <= 0 || layer.height <= 0) return;
-    // Opacity multiplies down the tree, as Guacamole.Display.flatten() composites it.
-    const a = (alpha * layer.alpha) / 255;
-    if (a <= 0) return;
+    if (layer.width <= 0 || layer.height <= 0 || layer.alpha <= 0) return;
+    const kids = layer.children;
     ctx.save();
     ctx.translate(x, y);
     const m = layer.matrix;
@@ -320,15 +318,29 @@ export class DisplayModel {
     ctx.beginPath();
     ctx.rect(0, 0, layer.width, layer.height);
     ctx.clip();
-    ctx.globalAlpha = a;
-    ctx.drawImage(layer.canvas, 0, 0);
-    const kids = layer.children;
-    if (kids.length > 0) {
-      // Array.prototype.sort is stable: equal z keeps attachment (document) order.
-      const ordered = kids.length === 1 ? kids : [...kids].sort((p, q) => p.z - q.z);
-      for (const child of ordered) this.#drawLayer(ctx, child, child.x, child.y, a);
+    if (layer.alpha < 0xff && kids.length > 0) {
+      // CSS opacity fades the layer and its children as one picture (not each on its own, as
+      // Guacamole.Display.flatten() does), so overlapping children do not show through each other.
+      const group = createCanvas(layer.width, layer.height);
+      const gctx = group.getContext('2d');
+      this.#drawContent(gctx, layer, 1);
+      ctx.globalAlpha = (alpha * layer.alpha) / 255;
+      ctx.drawImage(group, 0, 0);
+    } else {
+      this.#drawContent(ctx, layer, (alpha * layer.alpha) / 255);
     }
     ctx.restore();
+  }
+
+  /** Draws a layer's own pixels then its children (by z, ties in attachment order) at 0,0. */
+  #drawContent(ctx: SKRSContext2D, layer: DisplayLayer, alpha: number): void {
+    ctx.globalAlpha = alpha;
+    ctx.drawImage(layer.canvas, 0, 0);
+    const kids = layer.children;
+    if (kids.length === 0) return;
+    // Array.prototype.sort is stable: equal z keeps attachment (document) order.
+    const ordered = kids.length === 1 ? kids : [...kids].sort((p, q) => p.z - q.z);
+    for (const child of ordered) this.#drawLayer(ctx, child, child.x, child.y, alpha);
   }
 
   #warnOnce(kind: string, opcode: string, message: string): void {
