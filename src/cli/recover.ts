@@ -1,7 +1,47 @@
-// Placeholder until this command is wired (lead is integrating); replaced before release.
+import { loadConfig } from '../config/config.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { createLoggers } from '../observability/logger.js';
+import { JournalStore } from '../recording/journal.js';
+import { Recorder } from '../recording/recorder.js';
 import type { CliIo } from './main.js';
+
+/**
+ * `recgw recover`: the start-up spool scan on its own, for an operator who wants to see what a
+ * crash left before starting the gateway. Do not run it while a gateway uses the same spool.
+ */
 export async function runRecoverCommand(argv: string[], io: CliIo): Promise<number> {
-  void argv;
-  io.stderr.write('recgw recover: not available in this build yet\n');
-  return 1;
+  if (argv.length > 0) {
+    io.stderr.write('usage: recgw recover   (uses RECORDING_SPOOL_DIR; run it only while the gateway is stopped)\n');
+    return 2;
+  }
+  let config;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    io.stderr.write(`recgw recover: ${err instanceof ConfigError ? err.message : errorMessage(err)}\n`);
+    return 2;
+  }
+  const loggers = createLoggers(config.log, config.auditLog);
+  const journals = new JournalStore(config.recording.spoolDir);
+  const recorder = new Recorder({
+    spoolDir: config.recording.spoolDir,
+    segmentBytes: config.recording.segmentBytes,
+    includeKeys: config.recording.includeKeys,
+    includeClipboard: config.recording.includeClipboard,
+    includeAudio: config.recording.includeAudio,
+    journals,
+    logger: loggers.app,
+    onSealed: () => undefined,
+  });
+  try {
+    const report = await recorder.recover();
+    loggers.flush();
+    io.stdout.write(`spool ${config.recording.spoolDir}: sealed ${report.sealed.length} segment(s) left open by a crash\n`);
+    for (const ref of report.sealed) io.stdout.write(`  sealed  ${ref.sessionId} segment ${ref.segment}\n`);
+    io.stdout.write(`${report.pending.length} segment(s) wait for encoding or upload; the gateway resumes them when it starts\n`);
+    return 0;
+  } catch (err) {
+    io.stderr.write(`recgw recover: ${errorMessage(err)}\n`);
+    return 1;
+  }
 }

@@ -1,7 +1,248 @@
-// Placeholder until this command is wired (lead is integrating); replaced before release.
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { describeConfig, loadConfig, type Config } from '../config/config.js';
+import { locateFfmpeg } from '../encoding/ffmpeg-binary.js';
+import { ConfigError, errorMessage, isRecgwError } from '../errors.js';
+import { Gateway } from '../gateway/gateway.js';
+import { createLoggers, type Loggers } from '../observability/logger.js';
+import { GatewayMetrics } from '../observability/metrics.js';
+import { createStatusRoutes, type ReadinessCheck } from '../observability/status-routes.js';
+import { computeBacklog } from '../pipeline/backlog.js';
+import { EncodeQueue } from '../pipeline/encode-queue.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { Uploader } from '../pipeline/upload-queue.js';
+import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard.js';
+import { JournalStore } from '../recording/journal.js';
+import { Recorder } from '../recording/recorder.js';
+import { openObjectStore } from '../storage/open-store.js';
+import { UploadLocation } from '../storage/upload-location.js';
+import { loadOrCreateDevTokenKey } from './dev-token-key.js';
 import type { CliIo } from './main.js';
+
+/** How often failed segments and retention are looked at, and free disk is measured. */
+const SWEEP_INTERVAL_MS = 30_000;
+const DISK_CHECK_INTERVAL_MS = 5_000;
+
+export interface RunningGateway {
+  server: Server;
+  gateway: Gateway;
+  config: Config;
+  /** The port actually listened on (GATEWAY_PORT=0 picks one). */
+  port: number;
+  /** Stops accepting, ends sessions with an error instruction, seals every open segment. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * Builds every stage from the configuration and starts listening. Data flows one way:
+ * gateway → recorder → pipeline (encode queue → uploader); observability is handed in.
+ */
+export async function startGateway(config: Config, loggers: Loggers, metrics: GatewayMetrics, env: NodeJS.ProcessEnv): Promise<RunningGateway> {
+  const log = loggers.app;
+  const location = UploadLocation.parse(config.recording.uploadLocation);
+  const ffmpeg = await locateFfmpeg(env);
+  log.info({ ffmpeg_path: ffmpeg.path, ffmpeg_source: ffmpeg.source, ffmpeg_version: ffmpeg.version }, 'ffmpeg located');
+
+  let tokenKey = config.tokenKey;
+  if (!tokenKey) {
+    const dev = loadOrCreateDevTokenKey(config.recording.spoolDir);
+    tokenKey = dev.key;
+    log.warn(
+      { token_key_file: dev.path, created: dev.created },
+      'TOKEN_KEY is not set: using a development key kept in token_key_file (recgw token uses it too); set TOKEN_KEY in production',
+    );
+  }
+  const effective: Config = { ...config, tokenKey };
+
+  const journals = new JournalStore(config.recording.spoolDir);
+  const encoder = new EncodeQueue({
+    concurrency: config.recording.queueLength,
+    journals,
+    ffmpeg,
+    logger: log.child({ component: 'encoder' }),
+    settings: {
+      bitrate: config.recording.bitrate,
+      framerate: config.recording.framerate,
+      width: config.recording.width,
+      height: config.recording.height,
+      // Encodes share the cores; ffmpeg's own threads are bounded so the relay keeps one.
+      threads: Math.max(1, Math.floor(availableParallelism() / config.recording.queueLength)),
+    },
+  });
+  const uploader = new Uploader({
+    journals,
+    store: openObjectStore(location, config),
+    location,
+    logger: log.child({ component: 'uploader' }),
+    keepLocal: config.recording.keepLocal,
+    uploadRaw: config.recording.uploadRaw,
+  });
+  const pipeline = new Pipeline({
+    journals,
+    encoder,
+    uploader,
+    retentionMs: config.recording.retentionMs,
+    logger: log.child({ component: 'pipeline' }),
+  });
+  const recorder = new Recorder({
+    spoolDir: config.recording.spoolDir,
+    segmentBytes: config.recording.segmentBytes,
+    includeKeys: config.recording.includeKeys,
+    includeClipboard: config.recording.includeClipboard,
+    includeAudio: config.recording.includeAudio,
+    journals,
+    logger: log.child({ component: 'recorder' }),
+    onSealed: (ref) => pipeline.onSealed(ref),
+  });
+
+  await recorder.checkWritable();
+  const recovery = await recorder.recover();
+  log.info(
+    { sealed_by_recovery: recovery.sealed.length, pending_segments: recovery.pending.length },
+    'spool scanned; resuming unfinished segments',
+  );
+  pipeline.resume(recovery.pending);
+  pipeline.startSweep(SWEEP_INTERVAL_MS);
+
+  const watchdog = new DiskWatchdog({
+    spoolDir: config.recording.spoolDir,
+    minFreeBytes: config.recording.minFreeBytes,
+    intervalMs: DISK_CHECK_INTERVAL_MS,
+    recorder,
+    logger: log.child({ component: 'disk' }),
+  });
+  watchdog.start();
+
+  const gateway = new Gateway({ config: effective, recorder, loggers });
+  const backlog = () => computeBacklog(journals, new Date());
+  metrics.setSources({
+    activeSessions: () => gateway.sessionCount,
+    backlog,
+    spoolFreeBytes: () => freeBytes(config.recording.spoolDir),
+  });
+  const readiness = async (): Promise<ReadinessCheck[]> => [
+    await check('guacd', () => probeTcp(config.guacd.host, config.guacd.port, 1000)),
+    await check('spool_writable', () => recorder.checkWritable()),
+    await check('disk_above_floor', () => checkDiskFloor(config.recording.spoolDir, config.recording.minFreeBytes)),
+  ];
+  const server = createServer(
+    createStatusRoutes({ metrics, backlog, readiness, adminApiKeys: config.adminApiKeys, logger: loggers.web }),
+  );
+  gateway.attach(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.gateway.port, config.gateway.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.gateway.port;
+  log.info({ host: config.gateway.host, port, guacd: `${config.guacd.host}:${config.guacd.port}`, spool: config.recording.spoolDir }, 'recgw listening');
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ reason }, 'shutting down: no new connections; sealing open segments');
+      watchdog.stop();
+      server.close();
+      await gateway.close();
+      await recorder.closeAll(reason);
+      // Running encodes and uploads are not waited for: their journal states make the next start
+      // redo them (encoding → sealed, uploading → encoded), so a stop is never held up by ffmpeg.
+      await pipeline.stop();
+      server.closeAllConnections();
+      log.info('shutdown complete');
+    })();
+    return stopping;
+  };
+
+  return { server, gateway, config: effective, port, shutdown };
+}
+
+async function check(name: string, run: () => Promise<unknown>): Promise<ReadinessCheck> {
+  try {
+    await run();
+    return { name, ok: true };
+  } catch (err) {
+    return { name, ok: false, detail: errorMessage(err) };
+  }
+}
+
+function probeTcp(host: string, port: number, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from ${host}:${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
 export async function runServeCommand(argv: string[], io: CliIo): Promise<number> {
-  void argv;
-  io.stderr.write('recgw serve: not available in this build yet\n');
-  return 1;
+  if (argv.length > 0) {
+    io.stderr.write(`recgw serve takes no arguments (settings come from the environment; see README): ${argv.join(' ')}\n`);
+    return 2;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(io.env);
+    UploadLocation.parse(config.recording.uploadLocation);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr.write(`recgw: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const metrics = new GatewayMetrics();
+  const loggers = createLoggers(config.log, config.auditLog, (name) => metrics.countEvent(name));
+  loggers.audit.info({ action: 'settings', element: 'gateway', settings: describeConfig(io.env) }, 'settings in force at start-up');
+
+  let running: RunningGateway;
+  try {
+    running = await startGateway(config, loggers, metrics, io.env);
+  } catch (err) {
+    loggers.app.fatal({ err_code: isRecgwError(err) ? err.code : undefined, error: errorMessage(err) }, 'recgw could not start');
+    loggers.flush();
+    io.stderr.write(`recgw: could not start: ${errorMessage(err)}\n`);
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (signalled) {
+        loggers.app.warn({ signal }, 'second signal: exiting now');
+        loggers.flush();
+        process.exit(1);
+      }
+      signalled = true;
+      void running.shutdown(signal).then(
+        () => {
+          loggers.flush();
+          resolve(0);
+          // Sockets of ffmpeg children or keep-alive clients must not hold the process open.
+          setTimeout(() => process.exit(0), 200).unref();
+        },
+        (err: unknown) => {
+          loggers.app.error({ error: errorMessage(err) }, 'shutdown failed');
+          loggers.flush();
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
 }
