@@ -188,7 +188,8 @@ describe('Pipeline', () => {
     await until(() => s.journal.data.segments.every((x) => x.state === 'failed'));
     for (const m of s.segments) expect(await exists(m.clipPath)).toBe(true);
     pipeline.startSweep(100);
-    await until(() => s.journal.data.segments.every((x) => x.state === 'expired'), 8000);
+    await until(() => logs.withMetric('recording.retention.expired').length === 2, 8000);
+    expect(s.journal.data.segments.map((x) => x.state)).toEqual(['expired', 'expired']);
     for (const m of s.segments) for (const p of [m.clipPath, m.thumbPath, m.rawPath, m.statePath]) expect(await exists(p), p).toBe(false);
     expect(Date.parse(s.journal.segment(1)!.expired_at!)).toBeGreaterThan(0);
     const lines = logs.withMetric('recording.retention.expired');

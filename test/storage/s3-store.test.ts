@@ -74,7 +74,7 @@ describe('S3Store against s3rver', () => {
   });
 
   test('a clip over 20 MB goes up in several parts and reads back identical', async () => {
-    const s = store({ partSize: 5 * 1024 * 1024, queueSize: 2 });
+    const s = store({ partSize: 5 * 1024 * 1024, queueSize: 2, multipartThreshold: 16 * 1024 * 1024 });
     const bytes = randomBytes(21 * 1024 * 1024 + 12_345);
     const path = join(dir, 'big.mp4');
     await writeFile(path, bytes);
@@ -85,6 +85,19 @@ describe('S3Store against s3rver', () => {
     expect(counts.get('CompleteMultipartUploadCommand')).toBe(1);
     expect(counts.get('PutObjectCommand')).toBeUndefined();
     expect(sha256(await readAll(await s.get('big/clip.mp4')))).toBe(sha256(bytes));
+    s.close();
+  });
+
+  test('a file up to the multipart threshold goes up as one streamed PutObject, byte for byte', async () => {
+    const s = store({ multipartThreshold: 16 * 1024 * 1024 });
+    const bytes = randomBytes(16 * 1024 * 1024);
+    const path = join(dir, 'mid.mp4');
+    await writeFile(path, bytes);
+    const counts = countCommands(s);
+    await s.put('mid/clip.mp4', { path }, { contentType: 'video/mp4' });
+    expect(counts.get('PutObjectCommand')).toBe(1);
+    expect(counts.get('CreateMultipartUploadCommand')).toBeUndefined();
+    expect(sha256(await readAll(await s.get('mid/clip.mp4')))).toBe(sha256(bytes));
     s.close();
   });
 

@@ -1,0 +1,105 @@
+// Upload throughput on loopback: 200 MB of clips to s3rver with one PutObject per clip versus
+// our S3Store (default: one streamed PutObject up to 64 MiB, multipart above; also forced
+// multipart), and through the file:// store versus `cp`.
+// Run: npx tsx bench/upload.ts [total MB, default 200] [clip MB, default 20]
+// (e.g. `npx tsx bench/upload.ts 200 100` for clips big enough to go multipart by default)
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { LocalStore } from '../src/storage/local-store.js';
+import { S3Store } from '../src/storage/s3-store.js';
+import { S3RVER_CREDENTIALS, TestS3Server } from '../test/support/s3-server.js';
+
+const totalMb = Number(process.argv[2] ?? 200);
+const clipMb = Number(process.argv[3] ?? 20);
+const count = Math.max(1, Math.round(totalMb / clipMb));
+const MB = 1024 * 1024;
+
+async function timed(label: string, bytes: number, fn: () => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const rate = bytes / MB / s;
+  process.stdout.write(`${label.padEnd(44)} ${s.toFixed(2).padStart(7)} s  ${rate.toFixed(1).padStart(7)} MB/s\n`);
+  return rate;
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'recgw-bench-upload-'));
+  const server = await TestS3Server.start('bench');
+  try {
+    const srcDir = join(work, 'clips');
+    await mkdir(srcDir);
+    const files: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const p = join(srcDir, `${String(i + 1).padStart(6, '0')}.mp4`);
+      await writeFile(p, randomBytes(clipMb * MB));
+      files.push(p);
+    }
+    const bytes = count * clipMb * MB;
+    process.stdout.write(`${count} clips × ${clipMb} MiB = ${(bytes / MB).toFixed(0)} MiB, s3rver ${server.endpoint}, node ${process.version}\n\n`);
+
+    const store = new S3Store({
+      bucket: server.bucket,
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+    });
+
+    const single = await timed('S3: one PutObject per clip', bytes, async () => {
+      for (const f of files) {
+        const size = (await stat(f)).size;
+        await store.client.send(
+          new PutObjectCommand({ Bucket: server.bucket, Key: `single/${f.slice(-10)}`, Body: createReadStream(f), ContentLength: size, ContentType: 'video/mp4' }),
+        );
+      }
+    });
+    const ours = await timed('S3: S3Store.put (defaults)', bytes, async () => {
+      for (const f of files) await store.put(`ours/${f.slice(-10)}`, { path: f }, { contentType: 'video/mp4' });
+    });
+    store.close();
+    const forced = new S3Store({
+      bucket: server.bucket,
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: S3RVER_CREDENTIALS,
+      multipartThreshold: 0,
+    });
+    const multi = await timed('S3: S3Store.put forced multipart 8 MiB × 4', bytes, async () => {
+      for (const f of files) await forced.put(`multi/${f.slice(-10)}`, { path: f }, { contentType: 'video/mp4' });
+    });
+    forced.close();
+
+    const local = new LocalStore(join(work, 'store'));
+    const cpDir = join(work, 'cp');
+    await mkdir(cpDir);
+    const cp = await timed('file: cp', bytes, async () => {
+      execFileSync('cp', [...files, cpDir]);
+    });
+    const cpSync = await timed('file: cp + sync (durable like the store)', bytes, async () => {
+      const d = join(work, 'cp2');
+      await mkdir(d);
+      execFileSync('cp', [...files, d]);
+      execFileSync('sync', ['-f', d]);
+    });
+    const fileStore = await timed('file: LocalStore.put (tmp+fsync+rename)', bytes, async () => {
+      for (const f of files) await local.put(`alice/${f.slice(-10)}`, { path: f }, { contentType: 'video/mp4' });
+    });
+
+    process.stdout.write(`\nuploader (defaults) / single PutObject: ${(ours / single).toFixed(2)}  (target ≥ 1)\n`);
+    process.stdout.write(`forced multipart / single PutObject:    ${(multi / single).toFixed(2)}\n`);
+    process.stdout.write(`file store / cp:                        ${(fileStore / cp).toFixed(2)}  (target ≥ 0.8)\n`);
+    process.stdout.write(`file store / cp + sync:                 ${(fileStore / cpSync).toFixed(2)}\n`);
+  } finally {
+    await server.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
