@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { RecgwError } from '../errors.js';
@@ -102,7 +103,7 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
         if (!job) return;
         let ok = true;
         for (const c of chunks) ok = job.input.write(c);
-        if (!ok && !job.input.destroyed) await new Promise<void>((r) => job!.input.once('drain', r).once('close', r));
+        if (!ok && !job.input.destroyed) await drained(job.input);
       });
       return writing;
     };
@@ -201,6 +202,19 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     lastTimestamp: summary.lastTimestamp,
     ffmpeg: binary,
   };
+}
+
+/** Resolves on 'drain' or 'close' (a killed ffmpeg never drains), leaving no listener behind. */
+function drained(stream: Writable): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
 }
 
 function sha256Of(path: string): Promise<string> {

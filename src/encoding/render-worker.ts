@@ -7,13 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { GuacamoleParser, encodeInstruction, openRecording, type Instruction } from '../protocol/index.js';
 import { errorMessage, isRecgwError } from '../errors.js';
 import { FrameClock, TimedReplay, timestampOf } from './frame-clock.js';
+import { DisplayModel } from './display-model.js';
 import type { FrameModel, WorkerInput, WorkerMessage, ParentMessage, RenderSummary } from './render-protocol.js';
-
-// TEMPORARY: loaded by name until src/encoding/display-model.ts lands, so the tree typechecks.
-const MODEL_MODULE = './display-model.js';
-const { DisplayModel } = (await import(MODEL_MODULE)) as {
-  DisplayModel: new (opts?: { onWarning?: (opcode: string, message: string) => void }) => FrameModel;
-};
 
 const port = parentPort;
 if (!port) throw new Error('render-worker.ts must run in a worker thread');
@@ -38,7 +33,7 @@ function post(msg: WorkerMessage, transfer?: ArrayBuffer[]): void {
 
 async function main(): Promise<RenderSummary> {
   const warnings = new Set<string>();
-  const model = new DisplayModel({
+  const model: FrameModel = new DisplayModel({
     onWarning: (opcode, message) => {
       // The model warns once per kind already; this only keeps the parent's log small too.
       if (warnings.size < 100 && !warnings.has(opcode)) {
