@@ -108,15 +108,29 @@ export class Pipeline {
     return this.#sweeping;
   }
 
-  /** Stops timers and waits for running chains; segments left waiting resume on the next start. */
-  async stop(): Promise<void> {
+  /**
+   * Stops timers and new work, and waits up to `waitMs` (default 0) for running encodes and
+   * uploads. Not waiting is safe: their journal states make the next start redo them
+   * (encoding → sealed, uploading → encoded, same key), so a shutdown is never held by ffmpeg.
+   */
+  async stop(options: { waitMs?: number } = {}): Promise<void> {
     this.#stopped = true;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     await this.#sweeping?.catch(() => undefined);
-    await Promise.allSettled([...this.#inFlight.values()]);
+    const waitMs = options.waitMs ?? 0;
+    if (waitMs > 0 && this.#inFlight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.#inFlight.values()]),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, waitMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   /** True while a chain for this segment runs in this process. */

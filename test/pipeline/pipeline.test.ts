@@ -78,7 +78,7 @@ beforeEach(async () => {
   journals = new JournalStore(spool);
 });
 afterEach(async () => {
-  for (const p of pipelines.splice(0)) await p.stop();
+  for (const p of pipelines.splice(0)) await p.stop({ waitMs: 5000 });
   for (const s of stores.splice(0)) s.close();
   await server.destroy();
   await rm(spool, { recursive: true, force: true });
@@ -162,8 +162,10 @@ describe('Pipeline', () => {
     await until(() => s.journal.segment(1)?.state === 'failed');
     expect(await exists(m.clipPath)).toBe(true);
 
+    // Drop this pipeline's own retry timer (and let a running attempt end) while S3 is still
+    // down: the sweep of a fresh pipeline, as after a restart, must do the upload.
+    await pipeline.stop({ waitMs: 5000 });
     await server.start();
-    await pipeline.stop(); // drop the pipeline's own timer: the sweep of a fresh pipeline must do it
     const again = build();
     await until(async () => {
       const seg = s.journal.segment(1)!;
@@ -244,11 +246,11 @@ describe('Pipeline', () => {
     expect(sha256(await readAll(await store.get(key)))).toBe(s.segments[0]!.clipSha256);
   });
 
-  test('stop() waits for running chains and refuses new work', async () => {
+  test('stop({ waitMs }) waits for running chains, and stop refuses new work', async () => {
     const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed', clipBytes: [1000, 1000] });
     const { pipeline, encoder } = build();
     pipeline.onSealed({ sessionId: s.sessionId, segment: 1 });
-    await pipeline.stop();
+    await pipeline.stop({ waitMs: 10_000 });
     expect(s.journal.segment(1)?.state).toBe('uploaded');
     pipeline.onSealed({ sessionId: s.sessionId, segment: 2 });
     await new Promise((r) => setTimeout(r, 100));
