@@ -128,6 +128,7 @@ export class FakeGuacd {
   readonly #server: Server;
   readonly #opts: FakeGuacdOptions;
   #replayBytes: Buffer | undefined;
+  #syncCount: number | undefined;
   #port = 0;
 
   private constructor(server: Server, opts: FakeGuacdOptions) {
@@ -225,10 +226,17 @@ export class FakeGuacd {
 
     const write = async (data: Buffer): Promise<void> => {
       if (socket.destroyed) return;
-      if (!socket.write(data)) await new Promise<void>((resolve) => {
-        socket.once('drain', resolve);
-        socket.once('close', resolve);
-      });
+      if (!socket.write(data)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            socket.off('drain', done);
+            socket.off('close', done);
+            resolve();
+          };
+          socket.on('drain', done);
+          socket.on('close', done);
+        });
+      }
       if (o.chunkDelayMs) await sleep(o.chunkDelayMs);
     };
     const flush = async (): Promise<void> => {
@@ -249,6 +257,22 @@ export class FakeGuacd {
       if (pendingBytes >= chunkSize * 4) await flush();
     };
 
+    if (!Number.isFinite(speed) && !o.inject && !o.firstSyncDelayMs && !o.chunkDelayMs) {
+      // Fast path (benchmarks): the replay's bytes as they are, chunk after chunk.
+      const bytes = this.replayBytes;
+      const syncs = (this.#syncCount ??= parseAll(bytes).filter((i) => i.opcode === 'sync').length);
+      for (let loop = 0; loop < (o.loops ?? 1) && !socket.destroyed; loop++) {
+        if (keep) conn.sentChunks.push(bytes);
+        conn.sentBytes += bytes.length;
+        conn.syncsSent += syncs;
+        pending.push(bytes);
+        pendingBytes += bytes.length;
+        await flush();
+      }
+      conn.markReplayed();
+      if ((o.afterReplay ?? 'close') === 'close') socket.end();
+      return;
+    }
     const instructions = parseAll(this.replayBytes);
     let lastSync: number | undefined;
     let injected = false;
