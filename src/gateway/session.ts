@@ -152,7 +152,8 @@ export class GatewaySession {
     this.#startedAt = Date.now();
     this.#auditAttempt(true, undefined);
     this.#deps.app.info(
-      { ...this.#fields(), metric_name: MetricName.provisionCreate, connection_id: guacd.connectionId, recorded: this.#recording !== undefined },
+      // metric_name sits on the audit line only: both loggers feed the Prometheus counters.
+      { ...this.#fields(), connection_id: guacd.connectionId, recorded: this.#recording !== undefined },
       'session started',
     );
     // The browser's tunnel takes its id from this internal instruction (guacamole-lite sends it too).
@@ -308,11 +309,9 @@ export class GatewaySession {
       return;
     }
     this.#auditAttempt(false, err);
-    const tokenProblem = err.code === 'RECGW_ERR_TOKEN_INVALID' || err.code === 'RECGW_ERR_TOKEN_EXPIRED';
     this.#deps.app.warn(
       {
         ...this.#fields(),
-        metric_name: tokenProblem ? MetricName.loginFailedInvalidToken : MetricName.provisionRefused,
         err_code: err.code,
         stage,
         reason: err.message,
@@ -331,7 +330,7 @@ export class GatewaySession {
         element_id: this.#payload?.session.id,
         access_granted: granted,
         ...(err ? { access_denied_reason: err.code, reason: err.message } : {}),
-        metric_name: granted ? MetricName.provisionCreate : MetricName.provisionRefused,
+        metric_name: granted ? MetricName.provisionCreate : refusalMetric(err),
       },
       granted ? 'connection granted' : 'connection refused',
     );
@@ -372,6 +371,13 @@ export class GatewaySession {
       user_agent: this.#userAgent(),
     };
   }
+}
+
+/** One counter per refusal: a bad token counts as a failed login, anything else as a refused provision. */
+function refusalMetric(err: RecgwError | undefined): string {
+  return err?.code === 'RECGW_ERR_TOKEN_INVALID' || err?.code === 'RECGW_ERR_TOKEN_EXPIRED'
+    ? MetricName.loginFailedInvalidToken
+    : MetricName.provisionRefused;
 }
 
 /**
