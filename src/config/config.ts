@@ -155,7 +155,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   });
 
   const config: Config = {
-    gateway: { host: str('GATEWAY_HOST', '127.0.0.1'), port: read('GATEWAY_PORT', 8080, parsePort) },
+    // Port 0 lets the system pick a free port (logged at start-up); tests and side-by-side runs use it.
+    gateway: { host: str('GATEWAY_HOST', '127.0.0.1'), port: read('GATEWAY_PORT', 8080, (t) => parseIntIn(t, 0, 65535)) },
     guacd: { host: str('GUACD_HOST', '127.0.0.1'), port: read('GUACD_PORT', 4822, parsePort) },
     tokenKey,
     recording: {

@@ -67,7 +67,7 @@ describe('loadConfig', () => {
       TOKEN_KEY: 'short',
       RECORDING_QUEUE_LENGHT: '2',
     });
-    expect(problems.some((p) => p.startsWith('GATEWAY_PORT') && p.includes('1 to 65535'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('GATEWAY_PORT') && p.includes('0 to 65535'))).toBe(true);
     expect(problems.some((p) => p.startsWith('RECORDING_FRAMERATE') && p.includes('whole number'))).toBe(true);
     expect(problems.some((p) => p.startsWith('RECORDING_RETENTION_PERIOD') && p.includes('30m, 24h or 7d'))).toBe(true);
     expect(problems.some((p) => p.startsWith('RECORDING_WIDTH') && p.includes('even'))).toBe(true);
