@@ -138,7 +138,8 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
           break;
         case 'done':
           settled = true;
-          void worker.terminate();
+          // The worker exits by itself once it has posted this; terminate only a straggler.
+          setTimeout(() => void worker.terminate(), 5000).unref();
           void writing.then(() => {
             job?.input.end();
             resolve(msg.summary);

@@ -188,6 +188,14 @@ function frameOf(pixels: Buffer, w: number, h: number, fw: number, fh: number): 
 }
 
 main().then(
-  (summary) => post({ type: 'done', summary }),
-  (err: unknown) => post({ type: 'error', message: errorMessage(err), code: isRecgwError(err) ? err.code : undefined }),
+  (summary) => {
+    post({ type: 'done', summary });
+    // Exit by running out of work rather than being terminated: terminating a thread that holds
+    // canvas objects makes @napi-rs/canvas print a leak warning for each one.
+    port.close();
+  },
+  (err: unknown) => {
+    post({ type: 'error', message: errorMessage(err), code: isRecgwError(err) ? err.code : undefined });
+    port.close();
+  },
 );
