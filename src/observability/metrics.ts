@@ -1,14 +1,17 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** What the metrics read at scrape time; each source is handed in by whoever owns the figure. */
+/** The backlog figures the gauges show (a subset of src/pipeline/backlog.ts's Backlog). */
+export interface Backlog {
+  segments_by_state: Record<string, number>;
+  bytes_waiting_upload: number;
+  oldest_waiting_age_seconds: number | null;
+  upload_failures: number;
+}
+
 export interface MetricSources {
   activeSessions(): number;
-  backlog(): Promise<{
-    segments_by_state: Record<string, number>;
-    bytes_waiting_upload: number;
-    oldest_waiting_age_seconds: number | null;
-    upload_failures: number;
-  }>;
+  backlog(): Promise<Backlog>;
   spoolFreeBytes(): Promise<number>;
 }
 
@@ -21,9 +24,10 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   readonly #events: Counter<'metric_name'>;
   #sources: MetricSources | undefined;
+  #backlogRead: { at: number; value: Promise<Backlog | undefined> } | undefined;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'recgw_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'recgw_' });
     this.#events = new Counter({
       name: 'recgw_events_total',
       help: 'Important events by the metric_name of their log line',
@@ -39,45 +43,35 @@ export class GatewayMetrics {
         this.set(self.#sources?.activeSessions() ?? 0);
       },
     });
-    const segments = new Gauge({
-      name: 'recgw_segments',
-      help: 'Recorded segments in the spool by state',
-      labelNames: ['state'],
-      registers: [this.registry],
-    });
-    const waitingBytes = new Gauge({
-      name: 'recgw_upload_backlog_bytes',
-      help: 'Bytes of clips waiting to be uploaded',
-      registers: [this.registry],
-    });
-    const oldest = new Gauge({
-      name: 'recgw_backlog_oldest_seconds',
-      help: 'Age of the oldest segment not yet uploaded (0 when none)',
-      registers: [this.registry],
-    });
-    const failures = new Gauge({
-      name: 'recgw_upload_failures',
-      help: 'Segments whose last upload or encode attempt failed',
-      registers: [this.registry],
-    });
-    // One collect reads the backlog once for all four gauges.
+    // prom-client collects the metrics of one scrape concurrently; the backlog gauges share one
+    // read of the spool per scrape instead of walking every journal five times.
+    const backlogGauge = (name: string, help: string, read: (b: Backlog) => number, labelled = false) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: labelled ? ['state'] : [],
+        registers: [this.registry],
+        async collect() {
+          const b = await self.#backlogOnce();
+          if (!b) return;
+          if (labelled) {
+            this.reset();
+            for (const [state, n] of Object.entries(b.segments_by_state)) this.set({ state }, n);
+          } else {
+            this.set(read(b));
+          }
+        },
+      });
+    backlogGauge('recgw_segments', 'Recorded segments in the spool by state', () => 0, true);
+    backlogGauge('recgw_upload_backlog_bytes', 'Bytes of clips waiting to be uploaded', (b) => b.bytes_waiting_upload);
+    backlogGauge('recgw_backlog_oldest_seconds', 'Age of the oldest segment not yet uploaded (0 when none)', (b) => b.oldest_waiting_age_seconds ?? 0);
+    backlogGauge('recgw_upload_failures', 'Segments whose last upload attempt failed', (b) => b.upload_failures);
     new Gauge({
       name: 'recgw_backlog_scrape_ok',
       help: '1 when the spool backlog could be read at this scrape',
       registers: [this.registry],
       async collect() {
-        if (!self.#sources) return;
-        try {
-          const b = await self.#sources.backlog();
-          segments.reset();
-          for (const [state, n] of Object.entries(b.segments_by_state)) segments.set({ state }, n);
-          waitingBytes.set(b.bytes_waiting_upload);
-          oldest.set(b.oldest_waiting_age_seconds ?? 0);
-          failures.set(b.upload_failures);
-          this.set(1);
-        } catch {
-          this.set(0);
-        }
+        this.set((await self.#backlogOnce()) ? 1 : 0);
       },
     });
     new Gauge({
@@ -93,6 +87,16 @@ export class GatewayMetrics {
         }
       },
     });
+  }
+
+  /** The backlog, read at most once per scrape (a read older than 500 ms is not reused). */
+  #backlogOnce(): Promise<Backlog | undefined> {
+    const now = Date.now();
+    if (!this.#backlogRead || now - this.#backlogRead.at > 500) {
+      const sources = this.#sources;
+      this.#backlogRead = { at: now, value: sources ? sources.backlog().catch(() => undefined) : Promise.resolve(undefined) };
+    }
+    return this.#backlogRead.value;
   }
 
   setSources(sources: MetricSources): void {
