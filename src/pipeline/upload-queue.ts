@@ -50,6 +50,7 @@ export class Uploader implements SegmentUploader {
   readonly #queue: PQueue;
   /** One upload per segment at a time: a second call joins the running one. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #journalUploads = new Map<string, Promise<void>>();
 
   constructor(options: UploaderOptions) {
     this.#journals = options.journals;
@@ -181,15 +182,25 @@ export class Uploader implements SegmentUploader {
    * whole session. Its failure does not fail the segment (the clip is stored); the next
    * segment's upload carries a fresher journal anyway.
    */
-  async #uploadJournal(journal: SessionJournal, clipKey: string, ctx: Record<string, unknown>): Promise<void> {
-    const data = journal.data;
-    const key = journalKey(clipKey, data.session_id);
-    try {
-      const body = Readable.from([Buffer.from(JSON.stringify(data, null, 2) + '\n')]);
-      await this.#store.put(key, { stream: body }, { contentType: ContentTypes.journal, metadata: { session: asciiMeta(data.session_id) } });
-    } catch (err) {
-      this.#log.warn({ ...ctx, journal_key: key, err: errorMessage(err) }, 'session journal upload failed; the next stored segment carries it again');
-    }
+  #uploadJournal(journal: SessionJournal, clipKey: string, ctx: Record<string, unknown>): Promise<void> {
+    // One journal upload per session at a time, each reading the journal when its turn comes:
+    // two segments finishing together can never leave the older copy stored last.
+    const sessionId = journal.sessionId;
+    const run = (this.#journalUploads.get(sessionId) ?? Promise.resolve()).then(async () => {
+      const data = journal.data;
+      const key = journalKey(clipKey, data.session_id);
+      try {
+        const body = Readable.from([Buffer.from(JSON.stringify(data, null, 2) + '\n')]);
+        await this.#store.put(key, { stream: body }, { contentType: ContentTypes.journal, metadata: { session: asciiMeta(data.session_id) } });
+      } catch (err) {
+        this.#log.warn({ ...ctx, journal_key: key, err: errorMessage(err) }, 'session journal upload failed; the next stored segment carries it again');
+      }
+    });
+    this.#journalUploads.set(sessionId, run);
+    void run.then(() => {
+      if (this.#journalUploads.get(sessionId) === run) this.#journalUploads.delete(sessionId);
+    });
+    return run;
   }
 
   async #cleanUp(journal: SessionJournal, segment: number, ctx: Record<string, unknown>): Promise<void> {

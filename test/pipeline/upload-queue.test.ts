@@ -195,6 +195,16 @@ describe('Uploader', () => {
     store.close();
   });
 
+  test('segments finishing together: the stored journal is the newest one', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool, clipBytes: [50_000, 60_000, 70_000, 80_000] });
+    const { store, logs, location } = setup();
+    const uploader = new Uploader({ journals: session.journals, store, location, logger: logs.logger, concurrency: 4 });
+    await Promise.all([1, 2, 3, 4].map((segment) => uploader.upload({ sessionId: session.sessionId, segment })));
+    const stored = JSON.parse((await readAll(await store.get(`rec/alice/${session.sessionId}.session.json`))).toString()) as SessionJournalData;
+    expect(stored.segments.map((s) => s.state)).toEqual(['uploaded', 'uploaded', 'uploaded', 'uploaded']);
+    store.close();
+  });
+
   test('{current_epoch}: a retry uses the key computed before the first attempt', async () => {
     const session = await makeEncodedSession({ spoolDir: spool });
     let clock = new Date('2026-11-23T12:00:00.000Z');
