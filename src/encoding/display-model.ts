@@ -1,6 +1,7 @@
 import { createCanvas, type Canvas, type Image, type SKRSContext2D } from '@napi-rs/canvas';
 import type { Instruction } from '../protocol/index.js';
 import { TRANSFER_DEST, TRANSFER_SRC } from './composite.js';
+import { DirtyRegion } from './dirty-region.js';
 import { DisplayLayer, type Bounds } from './display-layer.js';
 import { serializeDisplayState } from './display-state.js';
 import { ImageStream } from './image-stream.js';
@@ -84,8 +85,8 @@ export class DisplayModel {
   #frame: Canvas | null = null;
   #frameCtx: SKRSContext2D | null = null;
   #out: Buffer = EMPTY;
-  /** Changed area of the frame since the last render(), in frame coordinates; null = none. */
-  #dirty: Bounds | null = null;
+  /** Changed area of the frame since the last render(), in frame coordinates. */
+  readonly #dirty = new DirtyRegion();
 
   constructor(opts: DisplayModelOptions = {}) {
     this.#onWarning = opts.onWarning ?? (() => {});
@@ -102,7 +103,7 @@ export class DisplayModel {
   }
 
   get dirty(): boolean {
-    return this.#dirty !== null;
+    return !this.#dirty.empty;
   }
 
   get unsupported(): ReadonlyMap<string, number> {
@@ -192,33 +193,27 @@ export class DisplayModel {
     const w = this.width;
     const h = this.height;
     if (w === 0 || h === 0) {
-      this.#dirty = null;
+      this.#dirty.take(0, 0);
       return EMPTY;
     }
     if (!this.#frame || this.#frame.width !== w || this.#frame.height !== h) {
       this.#frame = createCanvas(w, h);
       this.#frameCtx = this.#frame.getContext('2d');
       this.#out = Buffer.alloc(w * h * 4);
-      this.#dirty = { x0: 0, y0: 0, x1: w, y1: h };
+      this.#dirty.add(0, 0, w, h);
     }
-    const d = this.#dirty;
-    this.#dirty = null;
-    if (!d) return this.#out;
-    const x0 = Math.max(0, Math.floor(d.x0));
-    const y0 = Math.max(0, Math.floor(d.y0));
-    const x1 = Math.min(w, Math.ceil(d.x1));
-    const y1 = Math.min(h, Math.ceil(d.y1));
-    if (x1 <= x0 || y1 <= y0) return this.#out;
+    const rects = this.#dirty.take(w, h);
+    if (rects.length === 0) return this.#out;
     const ctx = this.#frameCtx!;
     ctx.save();
     ctx.beginPath();
-    ctx.rect(x0, y0, x1 - x0, y1 - y0);
+    for (const r of rects) ctx.rect(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0);
     ctx.clip();
     ctx.globalCompositeOperation = 'source-over';
     ctx.globalAlpha = 1;
     // Transparent parts of layer 0 show black, as in guacenc's frames.
     ctx.fillStyle = '#000';
-    ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
+    ctx.fillRect(0, 0, w, h);
     this.#drawLayer(ctx, this.#root, 0, 0, 1);
     const c = this.#cursor;
     if (c.shown && c.canvas) {
@@ -226,11 +221,13 @@ export class DisplayModel {
       ctx.drawImage(c.canvas, c.x - c.hotspotX, c.y - c.hotspotY);
     }
     ctx.restore();
-    const pixels = ctx.getImageData(x0, y0, x1 - x0, y1 - y0).data;
-    const rowBytes = (x1 - x0) * 4;
-    if (x0 === 0 && x1 === w) {
-      this.#out.set(pixels, y0 * w * 4);
-    } else {
+    for (const { x0, y0, x1, y1 } of rects) {
+      const pixels = ctx.getImageData(x0, y0, x1 - x0, y1 - y0).data;
+      if (x0 === 0 && x1 === w) {
+        this.#out.set(pixels, y0 * w * 4);
+        continue;
+      }
+      const rowBytes = (x1 - x0) * 4;
       for (let y = y0; y < y1; y++) {
         this.#out.set(pixels.subarray((y - y0) * rowBytes, (y - y0 + 1) * rowBytes), (y * w + x0) * 4);
       }
@@ -285,18 +282,11 @@ export class DisplayModel {
   }
 
   #touchFrame(x0: number, y0: number, x1: number, y1: number): void {
-    const d = this.#dirty;
-    if (!d) this.#dirty = { x0, y0, x1, y1 };
-    else {
-      if (x0 < d.x0) d.x0 = x0;
-      if (y0 < d.y0) d.y0 = y0;
-      if (x1 > d.x1) d.x1 = x1;
-      if (y1 > d.y1) d.y1 = y1;
-    }
+    this.#dirty.add(x0, y0, x1, y1);
   }
 
   #touchAll(): void {
-    this.#dirty = { x0: 0, y0: 0, x1: this.#root.width, y1: this.#root.height };
+    this.#dirty.add(0, 0, this.#root.width, this.#root.height);
   }
 
   #touchCursor(): void {
