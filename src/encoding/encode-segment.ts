@@ -81,6 +81,8 @@ export interface EncodeResult {
  */
 export async function encodeRecording(opts: EncodeRecordingOptions): Promise<EncodeResult> {
   const started = Date.now();
+  await readable(opts.input, 'recording');
+  if (opts.statePath) await readable(opts.statePath, 'state file');
   const binary = opts.ffmpeg ?? (await locateFfmpeg());
   const partial = `${opts.output}.part`;
   const workerInput: WorkerInput = { input: opts.input, framerate: opts.settings.framerate, statePath: opts.statePath, stateOut: opts.stateOut };
@@ -203,6 +205,17 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     lastTimestamp: summary.lastTimestamp,
     ffmpeg: binary,
   };
+}
+
+async function readable(path: string, what: string): Promise<void> {
+  try {
+    const s = await stat(path);
+    if (!s.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.message;
+    throw new RecgwError('RECGW_ERR_INPUT', `cannot read the ${what} ${path}: ${why}`, { cause: err });
+  }
 }
 
 /** Resolves on 'drain' or 'close' (a killed ffmpeg never drains), leaving no listener behind. */
