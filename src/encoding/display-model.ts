@@ -22,6 +22,15 @@ export interface CursorState {
   shown: boolean;
 }
 
+/** An `img` stream between its `img` and its `end`. */
+export interface OpenImage {
+  stream: ImageStream;
+  layer: DisplayLayer;
+  mask: number;
+  x: number;
+  y: number;
+}
+
 /**
  * Opcodes that are normal in a Guacamole stream but change nothing on screen (timing, input,
  * streams the model does not draw, session and object messages). They are skipped silently;
@@ -76,7 +85,7 @@ export class DisplayModel {
   readonly #onWarning: (opcode: string, message: string) => void;
   readonly #layers = new Map<number, DisplayLayer>();
   readonly #root: DisplayLayer;
-  readonly #streams = new Map<number, { stream: ImageStream; layer: DisplayLayer; mask: number; x: number; y: number }>();
+  readonly #streams = new Map<number, OpenImage>();
   readonly #cursor: CursorState = { canvas: null, hotspotX: 0, hotspotY: 0, x: 0, y: 0, shown: false };
   readonly #unsupported = new Map<string, number>();
   readonly #warned = new Set<string>();
@@ -241,7 +250,7 @@ export class DisplayModel {
    * position. No `sync` and no timestamps, so it never moves a frame clock.
    */
   serializeState(): string {
-    return serializeDisplayState(this.#root, this.#layers, this.#cursor);
+    return serializeDisplayState(this.#root, this.#layers, this.#cursor, this.#streams);
   }
 
   // ---- layers and bookkeeping -------------------------------------------------------------
@@ -394,7 +403,7 @@ export class DisplayModel {
     this.#drawDecoded(ins, entry, decoded);
   }
 
-  #drawDecoded(ins: Instruction, entry: { stream: ImageStream; layer: DisplayLayer; mask: number; x: number; y: number }, image: Image | null): void {
+  #drawDecoded(ins: Instruction, entry: OpenImage, image: Image | null): void {
     if (!image) return this.#bad(ins, `image stream (${entry.stream.mimetype.slice(0, 40)}) could not be decoded`);
     entry.layer.setChannelMask(entry.mask);
     this.#touch(entry.layer, entry.layer.drawImage(entry.x, entry.y, image));

@@ -1,5 +1,5 @@
 import { encodeInstruction } from '../protocol/index.js';
-import type { CursorState } from './display-model.js';
+import type { CursorState, OpenImage } from './display-model.js';
 import type { DisplayLayer } from './display-layer.js';
 
 /** Base64 characters per `blob`: a multiple of 4, so every blob decodes on its own. */
@@ -16,12 +16,19 @@ const MASK_OVER = 0xe;
  * position. PNG keeps premultiplied pixels exactly (measured: every value survives
  * premultiplied → straight → premultiplied), so the rebuilt display renders identically.
  *
+ * Image streams still open (a segment cut between `img` and `end`) are carried too, last, with
+ * what they have received so far, so the next segment's blobs and `end` complete them.
+ *
  * Not carried: drawing state that only matters mid-operation (an unfinished path, clip, transform
- * stack, last channel mask), image streams still open, and visible layers detached from the tree
- * (their parent was disposed); segments are cut after `sync`, where none of these is pending in
- * guacd's output.
+ * stack, last channel mask) and visible layers detached from the tree (their parent was
+ * disposed); segments are cut after `sync`, where none of these is pending in guacd's output.
  */
-export function serializeDisplayState(root: DisplayLayer, layers: ReadonlyMap<number, DisplayLayer>, cursor: CursorState): string {
+export function serializeDisplayState(
+  root: DisplayLayer,
+  layers: ReadonlyMap<number, DisplayLayer>,
+  cursor: CursorState,
+  streams: ReadonlyMap<number, OpenImage>,
+): string {
   const out: string[] = [];
   out.push(encodeInstruction('size', 0, root.width, root.height));
   if (root.alpha !== 0xff) out.push(encodeInstruction('shade', 0, root.alpha));
@@ -65,6 +72,17 @@ export function serializeDisplayState(root: DisplayLayer, layers: ReadonlyMap<nu
     out.push(encodeInstruction('dispose', scratch));
   }
   if (cursor.shown) out.push(encodeInstruction('mouse', cursor.x, cursor.y));
+
+  for (const [index, open] of streams) {
+    // Only streams drawing into a layer the rebuilt display will have under the same index.
+    if (layers.get(open.layer.index) !== open.layer) continue;
+    const pending = open.stream.pending();
+    if (!pending) continue;
+    out.push(encodeInstruction('img', index, open.mask, open.layer.index, open.stream.mimetype, open.x, open.y));
+    const b64 = pending.bytes.toString('base64');
+    for (let i = 0; i < b64.length; i += BLOB_CHARS) out.push(encodeInstruction('blob', index, b64.slice(i, i + BLOB_CHARS)));
+    if (pending.carry !== '') out.push(encodeInstruction('blob', index, pending.carry));
+  }
   return out.join('');
 }
 

@@ -46,6 +46,13 @@ export class ImageStream {
     this.#chunks.push(chunk);
   }
 
+  /** What has arrived so far, to carry an unfinished stream into a saved state: the decoded bytes
+   *  and any trailing base64 characters not yet decodable. Null after an overflow. */
+  pending(): { bytes: Buffer; carry: string } | null {
+    if (this.#overflow) return null;
+    return { bytes: Buffer.concat(this.#chunks), carry: this.#carry };
+  }
+
   /**
    * Decodes the image. @napi-rs/canvas decodes synchronously when `src` is set from a Buffer
    * (measured: `complete` is true and the size known right after), so the common path returns an

@@ -460,4 +460,24 @@ describe('serializeState (synthetic)', () => {
     await feed(b, ...next);
     expect(Buffer.from(b.render()).equals(Buffer.from(a.render()))).toBe(true);
   });
+
+  it('carries an image stream cut between its blobs into the state, so the next segment completes it', async () => {
+    const whole = imageStream(7, 0xe, 0, 4, 4, 'image/png', 20, 20, (ctx) => {
+      ctx.fillStyle = 'rgb(10,200,30)';
+      ctx.fillRect(0, 0, 20, 20);
+    }, 23);
+    const instructions = parseAll(Buffer.from(I('size', 0, 32, 32) + whole));
+    const cut = 4; // size, img, and two blobs of 23 characters (not a multiple of 4)
+    const text = (list: typeof instructions) => list.map((i) => i.raw.toString()).join('');
+
+    const a = new DisplayModel();
+    await feed(a, text(instructions.slice(0, cut)));
+    const b = new DisplayModel();
+    await feed(b, a.serializeState(), text(instructions.slice(cut)));
+    expect(b.malformed).toBe(0);
+    expectPixel(b, 10, 10, [10, 200, 30, 255], 0);
+
+    await feed(a, text(instructions.slice(cut)));
+    expect(Buffer.from(b.render()).equals(Buffer.from(a.render()))).toBe(true);
+  });
 });
