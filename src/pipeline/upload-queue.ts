@@ -97,6 +97,22 @@ export class Uploader implements SegmentUploader {
       return;
     }
 
+    // A clip that vanished from the spool (deleted by hand, a disk repaired) cannot be stored;
+    // if the raw segment is still there the segment goes back to be encoded again.
+    if (!(await exists(join(journal.dir, seg.clip.file)))) {
+      const raw = await exists(join(journal.dir, seg.file));
+      if (raw) {
+        await journal.updateSegment(seg.number, (s) => {
+          s.state = 'sealed';
+          delete s.clip;
+          delete s.failed_stage;
+          delete s.next_attempt_at;
+        });
+        this.#log.warn({ ...fields, file: seg.clip.file }, `clip ${seg.clip.file} is missing from the spool; segment ${seg.number} goes back to be encoded from ${seg.file}`);
+        return;
+      }
+    }
+
     const data = journal.data;
     // The configured location names the place; a changed RECORDING_UPLOAD_LOCATION gets a fresh key.
     const location = this.#location.describe();

@@ -174,6 +174,20 @@ describe('Uploader', () => {
     store.close();
   });
 
+  test('a clip missing from the spool sends the segment back to be encoded (raw segment kept)', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    await rm(session.segments[0]!.clipPath);
+    const { logs, store, make } = setup();
+    await make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    const seg = session.journal.segment(1)!;
+    expect(seg.state).toBe('sealed');
+    expect(seg.clip).toBeUndefined();
+    expect(await exists(session.segments[0]!.rawPath)).toBe(true);
+    expect(logs.lines.some((l) => l.level === 'warn' && l.msg.includes('000001.mp4 is missing'))).toBe(true);
+    expect(await store.list(`rec/alice/${session.sessionId}`)).toEqual([]);
+    store.close();
+  });
+
   test('two requests for one segment make one upload', async () => {
     const session = await makeEncodedSession({ spoolDir: spool });
     const { store, make } = setup();
