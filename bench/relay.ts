@@ -122,14 +122,21 @@ async function main(): Promise<void> {
     'recgw, recording on': (n: number) => session(ourUrl, encryptToken(payload(true, n), KEY)),
   };
   const results: Record<string, number[]> = {};
+  // CPU seconds per 100 MB (the whole process: stand-in, relay, client, libuv threads): a figure
+  // that a busy machine disturbs far less than wall-clock MB/s.
+  const cpu: Record<string, number[]> = {};
   // Warm-up, then rounds alternating the three ways so drift hits them alike.
   await ways['recgw, recording off'](0);
   for (let r = 1; r <= ROUNDS; r++) {
     for (const [name, run] of Object.entries(ways)) {
+      const cpuBefore = process.cpuUsage();
       const { bytes, seconds, setupMs } = await run(r);
+      const used = process.cpuUsage(cpuBefore);
+      const cpuPer100MB = ((used.user + used.system) / 1e6) * (100e6 / bytes);
       (results[name] ??= []).push(bytes / 1e6 / seconds);
+      (cpu[name] ??= []).push(cpuPer100MB);
       process.stdout.write(
-        `round ${r} ${name.padEnd(22)} ${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s = ${(bytes / 1e6 / seconds).toFixed(1)} MB/s (set-up ${setupMs.toFixed(0)} ms)\n`,
+        `round ${r} ${name.padEnd(22)} ${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s = ${(bytes / 1e6 / seconds).toFixed(1)} MB/s (set-up ${setupMs.toFixed(0)} ms, CPU ${cpuPer100MB.toFixed(2)} s/100 MB)\n`,
       );
     }
   }
@@ -139,9 +146,10 @@ async function main(): Promise<void> {
   const off = median(results['recgw, recording off']!);
   const on = median(results['recgw, recording on']!);
   process.stdout.write(`\nmedian of ${ROUNDS} rounds, ${LOOPS} x vnc-desktop (${((guacd.replayBytes.length * LOOPS) / 1e6).toFixed(0)} MB) per session:\n`);
-  process.stdout.write(`  guacamole-lite 1.2.0   ${lit.toFixed(1)} MB/s\n`);
-  process.stdout.write(`  recgw, recording off   ${off.toFixed(1)} MB/s\n`);
-  process.stdout.write(`  recgw, recording on    ${on.toFixed(1)} MB/s\n`);
+  const cpuOf = (name: string): string => `${median(cpu[name]!).toFixed(2)} CPU s/100 MB`;
+  process.stdout.write(`  guacamole-lite 1.2.0   ${lit.toFixed(1)} MB/s   ${cpuOf('guacamole-lite 1.2.0')}\n`);
+  process.stdout.write(`  recgw, recording off   ${off.toFixed(1)} MB/s   ${cpuOf('recgw, recording off')}\n`);
+  process.stdout.write(`  recgw, recording on    ${on.toFixed(1)} MB/s   ${cpuOf('recgw, recording on')}\n`);
   process.stdout.write(`  recording on / off     ${(on / off).toFixed(2)}  (target >= 0.90)\n`);
   process.stdout.write(`  recgw off / lite       ${(off / lit).toFixed(2)}  (target >= 1.00)\n`);
   process.stdout.write(`  recgw on / lite        ${(on / lit).toFixed(2)}\n`);

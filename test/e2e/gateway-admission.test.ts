@@ -262,6 +262,24 @@ describe('while sessions run', () => {
     expect(guacd.connections).toHaveLength(1);
   });
 
+  it('malformed client input ends the session with an error; too much early input too', async () => {
+    const { guacd, h } = await setup({ replay: join(FIXTURES, 'ssh-terminal.gz'), afterReplay: 'hold', firstSyncDelayMs: 2000 });
+    const c = TunnelClient.connect(h.url, h.token({ connection: VNC, session: { id: 'malformed' } }));
+    await c.opened;
+    c.send('5.mouse,2.10;x');
+    await c.closed;
+    expect(c.errors().map((e) => Number(e.arg(1)))).toEqual([GuacStatus.CLIENT_BAD_REQUEST]);
+    const flood = TunnelClient.connect(h.url, h.token({ connection: VNC, session: { id: 'flood' } }));
+    await flood.opened;
+    const line = encodeInstruction('mouse', 1, 1, 0);
+    flood.send(line.repeat(Math.ceil((1100 * 1024) / line.length)));
+    await flood.closed;
+    expect(flood.errors().map((e) => Number(e.arg(1)))).toEqual([GuacStatus.CLIENT_OVERRUN]);
+    await waitFor(() => h.gateway.sessionCount === 0);
+    // guacd never got any of it
+    for (const conn of guacd.connections) expect(conn.clientInstructions).toHaveLength(0);
+  });
+
   it('a slow browser pauses reading from guacd instead of buffering without bound', async () => {
     const { guacd, h } = await setup({ replay: join(FIXTURES, 'vnc-desktop.gz'), loops: 10, afterReplay: 'hold' });
     const c = TunnelClient.connect(h.url, h.token({ connection: VNC, session: { id: 'slow-browser' }, recording: false }), { answerSync: false });
