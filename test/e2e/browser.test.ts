@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { parseAll } from '../../src/protocol/index.js';
+import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
+import { GatewayHarness } from '../support/gateway-harness.js';
+import { CLIENT_CONNECTED, Chromium, PageServer, openTestPage, type LiveStatus } from '../support/guac-browser.js';
+
+// The real client: guacamole-common-js 1.5.0 in Chromium, through the gateway, to the guacd
+// stand-in replaying each real recording 20× faster than it was recorded.
+
+const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
+const SPEED = 20;
+// In a focused tab guacamole-common-js 1.5.0 draws one frame (one sync) per animation frame, so
+// a 20× replay leaves it about syncs/60 s behind. The desktops (about 1,200 syncs each) are
+// replayed up to their 300th sync (~1.3 MB, 13-19 s of the original); the terminal whole.
+const SYNC_LIMIT: Record<string, number> = { 'ssh-terminal': Number.POSITIVE_INFINITY, 'vnc-desktop': 300, 'rdp-desktop': 300 };
+const MOUSE = { x: 321, y: 234 };
+
+let browser: Chromium;
+let pages: PageServer;
+
+beforeAll(async () => {
+  [browser, pages] = await Promise.all([Chromium.launch(), PageServer.start()]);
+});
+
+afterAll(async () => {
+  await Promise.all([browser?.close(), pages?.close()]);
+});
+
+describe.each(['ssh-terminal', 'vnc-desktop', 'rdp-desktop'] as const)('guacamole-common-js in Chromium, %s', (name) => {
+  it('connects, sees every sync and the whole picture; its early mouse move is held until the first sync and recorded', async () => {
+    const protocol = name.split('-')[0] as 'ssh' | 'vnc' | 'rdp';
+    const replay = upToSync(await loadReplay(join(FIXTURES, `${name}.gz`)), SYNC_LIMIT[name]!);
+    const guacd = await FakeGuacd.start({ replay, speed: SPEED, afterReplay: 'hold', crashOnEarlyMouse: true });
+    const h = await GatewayHarness.start(guacd);
+    let page: Page | undefined;
+    try {
+      page = await openTestPage(browser, pages);
+      const sessionId = `browser-${name}`;
+      const token = h.token({ connection: { type: protocol, settings: { hostname: 'desk', password: 'pw' } }, session: { id: sessionId, username: 'alice' } });
+      await page.evaluate(`window.recgwTest.startLive(${JSON.stringify(h.url)}, ${JSON.stringify(token)}, ${JSON.stringify(MOUSE)})`);
+
+      await waitFor(() => guacd.connections.length === 1, 10_000);
+      const conn = guacd.connections[0]!;
+      await conn.replayed;
+      const status = (): Promise<LiveStatus> => page!.evaluate('window.recgwTest.liveStatus()') as Promise<LiveStatus>;
+      // Every sync the stand-in sent must reach the client's sync handler (a split message drops some).
+      await waitForAsync(async () => (await status()).syncs >= conn.syncsSent, 15_000);
+      const s = await status();
+
+      expect(s.errors).toEqual([]);
+      expect(s.tunnelErrors).toEqual([]);
+      expect(s.states).toContain(CLIENT_CONNECTED);
+      expect(s.states.at(-1)).toBe(CLIENT_CONNECTED);
+      expect(s.syncs).toBe(conn.syncsSent);
+      expect(conn.syncsSent).toBeGreaterThan(10);
+      expect({ width: s.width, height: s.height }).toEqual({ width: 1024, height: 768 });
+      // The tunnel's id is guacd's connection id, from the gateway's `0.,<len>.$<id>;` line.
+      expect(s.uuid).toBe(conn.id);
+      expect(s.tunnelUuid).toBe(conn.id);
+      expect(s.mouseSentAtSyncs).toBe(0);
+
+      const variance = (await page.evaluate('window.recgwTest.liveVariance()')) as number;
+      expect(variance).toBeGreaterThan(0);
+      await page.screenshot({ path: `/tmp/recgw-browser-${name}.png` });
+
+      // The move was sent before any frame; it must reach guacd only after the first sync
+      // (guacd 1.5.5's VNC crashes otherwise: the stand-in drops the connection like it).
+      const moves = conn.clientInstructions.filter((i) => i.opcode === 'mouse');
+      expect(moves.length).toBeGreaterThanOrEqual(1);
+      expect(moves[0]!.args.slice(0, 2)).toEqual([String(MOUSE.x), String(MOUSE.y)]);
+      expect(moves.every((m) => m.syncsSentBefore > 0)).toBe(true);
+      expect(conn.crashed).toBe(false);
+
+      await page.evaluate('window.recgwTest.disconnect()');
+      await conn.closed;
+      await waitFor(() => h.gateway.sessionCount === 0, 10_000);
+      const { files, journal } = await h.segments(sessionId);
+      expect(journal.segments.every((seg) => seg.state === 'sealed')).toBe(true);
+      const recorded = parseAll(Buffer.concat(files));
+      const mouseLines = recorded.filter((i) => i.opcode === 'mouse' && i.argCount === 4);
+      expect(mouseLines.map((m) => [m.arg(0), m.arg(1)])).toContainEqual([String(MOUSE.x), String(MOUSE.y)]);
+      // Its timestamp is on guacd's sync clock: not before the first recorded sync.
+      const firstSync = recorded.find((i) => i.opcode === 'sync')!.intArg(0);
+      expect(mouseLines[0]!.intArg(3)).toBeGreaterThanOrEqual(firstSync);
+    } finally {
+      await page?.close();
+      await h.stop();
+      await guacd.close();
+    }
+  });
+});
+
+/** The recording up to and including its nth sync. */
+function upToSync(bytes: Buffer, n: number): Buffer {
+  const out: Buffer[] = [];
+  let syncs = 0;
+  for (const ins of parseAll(bytes)) {
+    out.push(ins.raw);
+    if (ins.opcode === 'sync' && ++syncs >= n) break;
+  }
+  return Buffer.concat(out);
+}
+
+async function waitFor(check: () => boolean, timeoutMs: number): Promise<void> {
+  await waitForAsync(async () => check(), timeoutMs);
+}
+
+async function waitForAsync(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
