@@ -102,5 +102,5 @@ export class Gateway {
 }
 
 function shuttingDown(): RecgwError {
-  return new RecgwError('RECGW_ERR_INPUT', 'The gateway is shutting down; reconnect in a moment.', { guacStatus: GuacStatus.SERVER_BUSY });
+  return new RecgwError('RECGW_ERR_SHUTTING_DOWN', 'The gateway is shutting down; reconnect in a moment.', { guacStatus: GuacStatus.SERVER_BUSY });
 }

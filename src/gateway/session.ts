@@ -117,7 +117,7 @@ export class GatewaySession {
     } catch (err) {
       const e = isRecgwError(err)
         ? err
-        : new RecgwError('RECGW_ERR_INPUT', `unexpected failure during ${stage}: ${errorMessage(err)}`, { cause: err });
+        : new RecgwError('RECGW_ERR_INTERNAL', `unexpected failure during ${stage}: ${errorMessage(err)}`, { cause: err });
       this.#refuse(e, stage);
     }
   }
@@ -390,6 +390,7 @@ function clientMessage(err: RecgwError): string {
     case 'RECGW_ERR_TOKEN_EXPIRED':
     case 'RECGW_ERR_INPUT':
     case 'RECGW_ERR_PROTOCOL':
+    case 'RECGW_ERR_SHUTTING_DOWN':
       return err.message;
     case 'RECGW_ERR_DISK_FLOOR':
       return 'Not enough free space to record this session; it cannot start (or continue) unrecorded. Try again later.';
