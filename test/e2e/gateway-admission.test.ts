@@ -219,6 +219,18 @@ describe('while sessions run', () => {
     expect(Buffer.concat(files).length).toBe(conn.sentAfterReady().length);
   });
 
+  it('a join token selects the guacd connection id, as guacamole-lite does', async () => {
+    const { guacd, h } = await setup({ replay: join(FIXTURES, 'ssh-terminal.gz') });
+    const c = TunnelClient.connect(h.url, h.token({ connection: { type: 'vnc', join: '$4f1c-join', settings: { 'read-only': true } }, session: { id: 'joined' } }));
+    await c.closed;
+    const conn = guacd.connections[0]!;
+    expect(conn.selector).toBe('$4f1c-join');
+    expect(conn.connectArgs.get('read-only')).toBe('true');
+    expect(conn.connectArgs.get('port')).toBe(''); // join defaults carry no port
+    await waitFor(() => h.gateway.sessionCount === 0);
+    expect((await h.segments('joined')).files.length).toBeGreaterThan(0);
+  });
+
   it('a token with recording:false is relayed without a recording', async () => {
     const { guacd, h } = await setup({ replay: join(FIXTURES, 'ssh-terminal.gz') });
     const c = TunnelClient.connect(h.url, h.token({ connection: { type: 'ssh', settings: {} }, session: { id: 'unrec' }, recording: false }));
