@@ -2,7 +2,7 @@ import { loadConfig } from '../config/config.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { createLoggers } from '../observability/logger.js';
 import { JournalStore } from '../recording/journal.js';
-import { Recorder } from '../recording/recorder.js';
+import { Recorder, recorderSettings } from '../recording/recorder.js';
 import type { CliIo } from './main.js';
 
 /**
@@ -24,11 +24,7 @@ export async function runRecoverCommand(argv: string[], io: CliIo): Promise<numb
   const loggers = createLoggers(config.log, config.auditLog);
   const journals = new JournalStore(config.recording.spoolDir);
   const recorder = new Recorder({
-    spoolDir: config.recording.spoolDir,
-    segmentBytes: config.recording.segmentBytes,
-    includeKeys: config.recording.includeKeys,
-    includeClipboard: config.recording.includeClipboard,
-    includeAudio: config.recording.includeAudio,
+    ...recorderSettings(config.recording),
     journals,
     logger: loggers.app,
     onSealed: () => undefined,

@@ -14,7 +14,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { Uploader } from '../pipeline/upload-queue.js';
 import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard.js';
 import { JournalStore } from '../recording/journal.js';
-import { Recorder } from '../recording/recorder.js';
+import { Recorder, recorderSettings } from '../recording/recorder.js';
 import { openObjectStore } from '../storage/open-store.js';
 import { UploadLocation } from '../storage/upload-location.js';
 import { loadOrCreateDevTokenKey } from './dev-token-key.js';
@@ -86,11 +86,7 @@ export async function startGateway(config: Config, loggers: Loggers, metrics: Ga
     logger: log.child({ component: 'pipeline' }),
   });
   const recorder = new Recorder({
-    spoolDir: config.recording.spoolDir,
-    segmentBytes: config.recording.segmentBytes,
-    includeKeys: config.recording.includeKeys,
-    includeClipboard: config.recording.includeClipboard,
-    includeAudio: config.recording.includeAudio,
+    ...recorderSettings(config.recording),
     journals,
     logger: log.child({ component: 'recorder' }),
     onSealed: (ref) => pipeline.onSealed(ref),

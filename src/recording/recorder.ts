@@ -1,3 +1,4 @@
+import type { Config } from '../config/config.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,6 +35,13 @@ export interface RecorderOptions {
   maxPendingBytes?: number;
   /** Monotonic milliseconds, for the mouse-move clock (tests pin it). Default performance.now. */
   now?: () => number;
+}
+
+/** The recorder's part of the configuration (RECORDING_*), for every place that builds one. */
+export function recorderSettings(
+  c: Config['recording'],
+): Pick<RecorderOptions, 'spoolDir' | 'segmentBytes' | 'includeKeys' | 'includeClipboard' | 'includeAudio'> {
+  return { spoolDir: c.spoolDir, segmentBytes: c.segmentBytes, includeKeys: c.includeKeys, includeClipboard: c.includeClipboard, includeAudio: c.includeAudio };
 }
 
 export interface SessionStartInfo {
