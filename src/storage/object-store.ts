@@ -36,6 +36,12 @@ export interface ObjectStore {
   get(key: string): Promise<Readable>;
   /** Keys under a prefix (tests and tools). */
   list(prefix: string): Promise<string[]>;
+  /**
+   * Checks the place can be written (S3: HeadBucket; folder: create it and test write access).
+   * Throws the store's own error (classify it with classifyFailure). For a start-up log line or
+   * a readiness detail; uploads never depend on it.
+   */
+  probe(): Promise<void>;
   /** Releases sockets. */
   close(): void;
 }

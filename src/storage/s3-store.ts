@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { ObjectStore, PutBody, PutOptions, PutResult, StoredObject } from './object-store.js';
 
@@ -154,6 +154,19 @@ export class S3Store implements ObjectStore {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     return keys.sort();
+  }
+
+  async probe(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      // HEAD responses have no body, so the SDK names errors by status only; give them the
+      // S3 codes a GET/PUT would have carried.
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.$metadata?.httpStatusCode === 404) throw Object.assign(new Error(`bucket ${this.bucket} does not exist`), { name: 'NoSuchBucket', cause: err });
+      if (e.$metadata?.httpStatusCode === 403) throw Object.assign(new Error(`access to bucket ${this.bucket} denied`), { name: 'AccessDenied', cause: err });
+      throw err;
+    }
   }
 
   close(): void {

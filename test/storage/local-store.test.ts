@@ -57,6 +57,14 @@ describe('LocalStore', () => {
     expect(await readdir(join(dir, 'y'))).toEqual([]);
   });
 
+  test('probe creates the folder; fails where no folder can be', async () => {
+    await new LocalStore(join(dir, 'new/deep')).probe();
+    expect(await readdir(join(dir, 'new'))).toEqual(['deep']);
+    await writeFile(join(dir, 'a-file'), 'x');
+    const err = await new LocalStore(join(dir, 'a-file/sub')).probe().catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOTDIR');
+  });
+
   test('refuses keys that would leave the root', async () => {
     const store = new LocalStore(join(dir, 'root'));
     for (const key of ['../escape.mp4', 'a/../../escape.mp4', '/etc/passwd', 'a//b']) {

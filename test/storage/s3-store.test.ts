@@ -133,6 +133,20 @@ describe('S3Store against s3rver', () => {
     s.close();
   });
 
+  test('probe: ok for the bucket; NoSuchBucket / InvalidAccessKeyId-like codes otherwise', async () => {
+    const ok = store();
+    await ok.probe();
+    ok.close();
+    const missing = store({ bucket: 'no-such-bucket' });
+    const e1 = await missing.probe().catch((e: unknown) => e);
+    expect(classifyFailure(e1)).toMatchObject({ kind: 'permanent', code: 'NoSuchBucket' });
+    missing.close();
+    const wrong = store({ credentials: { accessKeyId: 'WRONG', secretAccessKey: 'WRONG' } });
+    const e2 = await wrong.probe().catch((e: unknown) => e);
+    expect(classifyFailure(e2).kind).toBe('permanent');
+    wrong.close();
+  });
+
   test('server gone: a transient error', async () => {
     const s = store({ endpoint: 'http://127.0.0.1:9' });
     const path = join(dir, 'e.mp4');
