@@ -122,9 +122,12 @@ window.recgwTest = {
   },
   disconnect() { live.client.disconnect(); },
 
-  playRecording(text) {
+  // source 'http': the recording streamed by Guacamole.StaticHTTPTunnel (how Guacamole's own
+  // player loads recordings); 'blob': the whole file as a Blob.
+  async playRecording(url, source) {
+    const blob = source === 'blob' ? await (await fetch(url)).blob() : null;
     return new Promise((resolve, reject) => {
-      const recording = new Guacamole.SessionRecording(new Blob([text], { type: 'application/octet-stream' }));
+      const recording = new Guacamole.SessionRecording(blob ?? new Guacamole.StaticHTTPTunnel(url));
       const errors = [];
       recording.onerror = (message) => errors.push(String(message));
       const display = recording.getDisplay();
@@ -153,19 +156,30 @@ const PAGE_HTML = `<!doctype html>
 
 /** A tiny HTTP server for the page and the library (the page must not be a file:// URL for modules). */
 export class PageServer {
+  readonly #files = new Map<string, Buffer>();
   private constructor(readonly server: Server) {}
+
+  /** Serves bytes at a path (recordings for the player); returns the URL. */
+  addFile(path: string, body: Buffer): string {
+    this.#files.set(path, body);
+    return new URL(path, this.url).href;
+  }
 
   static async start(): Promise<PageServer> {
     const lib = await readFile(guacamoleCommonJsPath());
+    let files: Map<string, Buffer> | undefined;
     const server = createServer((req, res) => {
       const type = (t: string) => ({ 'content-type': t, 'cache-control': 'no-store' });
       if (req.url === '/') res.writeHead(200, type('text/html; charset=utf-8')).end(PAGE_HTML);
       else if (req.url === '/page.js') res.writeHead(200, type('text/javascript; charset=utf-8')).end(PAGE_SCRIPT);
       else if (req.url === '/guacamole-common.js') res.writeHead(200, type('text/javascript; charset=utf-8')).end(lib);
+      else if (files?.has(req.url ?? '')) res.writeHead(200, type('application/octet-stream')).end(files.get(req.url ?? ''));
       else res.writeHead(404).end();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return new PageServer(server);
+    const pages = new PageServer(server);
+    files = pages.#files;
+    return pages;
   }
 
   get url(): string {

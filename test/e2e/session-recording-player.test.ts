@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { parseAll } from '../../src/protocol/index.js';
+import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
+import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
+import { Chromium, PageServer, openTestPage, type PlaybackResult } from '../support/guac-browser.js';
+
+// "A recording written this way plays in guacamole-common-js's SessionRecording player": a
+// session relayed and recorded by the gateway (rolled into several segments, with the client's
+// mouse lines) is concatenated and played by Guacamole.SessionRecording 1.5.0 in Chromium.
+
+const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
+
+let browser: Chromium;
+let pages: PageServer;
+
+beforeAll(async () => {
+  [browser, pages] = await Promise.all([Chromium.launch(), PageServer.start()]);
+});
+
+afterAll(async () => {
+  await Promise.all([browser?.close(), pages?.close()]);
+});
+
+// The player, like the live client, draws one frame per animation frame while it seeks, so a
+// seek to the end costs about syncs/60 s: the terminal plays whole (332 syncs), the desktop up to
+// its 200th sync (images, several segments).
+describe.each([
+  ['ssh-terminal', 128 * 1024, Number.POSITIVE_INFINITY],
+  ['rdp-desktop', 256 * 1024, 200],
+] as const)('gateway recording of %s in Guacamole.SessionRecording', (name, segmentBytes, syncLimit) => {
+  it('loads, lasts the sync span of the recording, and shows the picture at its end', async () => {
+    const protocol = name.split('-')[0] as 'ssh' | 'rdp';
+    const replay = upToSync(await loadReplay(join(FIXTURES, `${name}.gz`)), syncLimit);
+    const guacd = await FakeGuacd.start({ replay, chunkSize: 16 * 1024, afterReplay: 'hold' });
+    const h = await GatewayHarness.start(guacd, { env: { RECORDING_SEGMENT_BYTES: String(segmentBytes) } });
+    let page: Page | undefined;
+    try {
+      const sessionId = `player-${name}`;
+      const client = TunnelClient.connect(h.url, h.token({ connection: { type: protocol, settings: { hostname: 'desk' } }, session: { id: sessionId } }));
+      let mice = 0;
+      client.onSync((_ts, n) => {
+        if (n % 40 === 1) {
+          client.send(`5.mouse,3.${100 + (n % 800)},3.300,1.0;`);
+          mice++;
+        }
+      });
+      await client.opened;
+      await waitFor(() => guacd.connections.length === 1);
+      const conn = guacd.connections[0]!;
+      await conn.replayed;
+      await waitFor(() => client.syncsSeen === conn.syncsSent);
+      await waitFor(() => conn.clientInstructions.filter((i) => i.opcode === 'mouse').length === mice);
+      client.ws.close();
+      await conn.closed;
+      await waitFor(() => h.gateway.sessionCount === 0);
+
+      const { files } = await h.segments(sessionId);
+      expect(files.length).toBeGreaterThan(1);
+      const recording = Buffer.concat(files);
+      const instructions = parseAll(recording);
+      expect(instructions.filter((i) => i.opcode === 'mouse' && i.argCount === 4).length).toBe(mice);
+      const syncs = instructions.filter((i) => i.opcode === 'sync').map((i) => i.intArg(0));
+      const span = syncs.at(-1)! - syncs[0]!;
+
+      page = await openTestPage(browser, pages);
+      const url = pages.addFile(`/${sessionId}.guac`, recording);
+      const played = (await page.evaluate(`window.recgwTest.playRecording(${JSON.stringify(url)}, 'http')`)) as PlaybackResult;
+      expect(played.errors).toEqual([]);
+      expect(Math.abs(played.duration - span)).toBeLessThanOrEqual(50);
+      expect(played.duration).toBeGreaterThan(5_000);
+      expect({ width: played.width, height: played.height }).toEqual({ width: 1024, height: 768 });
+      expect(played.variance).toBeGreaterThan(0);
+      await page.screenshot({ path: `/tmp/recgw-player-${name}.png` });
+
+      // guacamole-common-js 1.5.0 (npm) cannot play a Blob at all: its constructor reads the
+      // Blob through a variable it never assigns (any recording, ours or guacd's). Pinned so an
+      // upgrade that fixes it is noticed; until then recordings are served over HTTP.
+      const blobPage = await openTestPage(browser, pages);
+      try {
+        await expect(blobPage.evaluate(`window.recgwTest.playRecording(${JSON.stringify(url)}, 'blob')`)).rejects.toThrow(/reading 'size'/);
+      } finally {
+        await blobPage.close();
+      }
+    } finally {
+      await page?.close();
+      await h.stop();
+      await guacd.close();
+    }
+  });
+});
+
+/** The recording up to and including its nth sync. */
+function upToSync(bytes: Buffer, n: number): Buffer {
+  const out: Buffer[] = [];
+  let syncs = 0;
+  for (const ins of parseAll(bytes)) {
+    out.push(ins.raw);
+    if (ins.opcode === 'sync' && ++syncs >= n) break;
+  }
+  return Buffer.concat(out);
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
