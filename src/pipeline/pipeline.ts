@@ -4,10 +4,19 @@ import type { JournalStore, SegmentRecord, SegmentState, SessionJournal } from '
 import type { SegmentEncoder, SegmentRef, SegmentUploader } from './contracts.js';
 import { mediaFiles, releasableStateFiles, removeFiles } from './local-files.js';
 
+/**
+ * The uploader as the pipeline sees it: the stage contract plus, when offered, a way to store a
+ * session's journal after changes no upload carries (retention), so storage tells the whole story.
+ */
+export type PipelineUploader = SegmentUploader & {
+  storeJournal?(sessionId: string): Promise<void>;
+  retryStaleJournals?(): Promise<void>;
+};
+
 export interface PipelineOptions {
   journals: JournalStore;
   encoder: SegmentEncoder;
-  uploader: SegmentUploader;
+  uploader: PipelineUploader;
   /** RECORDING_RETENTION_PERIOD: how long after sealing an un-stored segment stays local. */
   retentionMs: number;
   logger: Logger;
@@ -35,7 +44,7 @@ const WAITING: ReadonlySet<SegmentState> = new Set(['sealed', 'encoding', 'encod
 export class Pipeline {
   readonly #journals: JournalStore;
   readonly #encoder: SegmentEncoder;
-  readonly #uploader: SegmentUploader;
+  readonly #uploader: PipelineUploader;
   readonly #retentionMs: number;
   readonly #log: Logger;
   readonly #now: () => Date;
@@ -224,6 +233,7 @@ export class Pipeline {
         }
       }
     }
+    await this.#uploader.retryStaleJournals?.();
     if (report.expired + report.retried + report.started > 0) this.#log.debug({ ...report }, 'pipeline sweep');
     return report;
   }
@@ -265,6 +275,7 @@ export class Pipeline {
         `deleted ${files.length ? files.map((f) => `${f.file} (${f.bytes} bytes)`).join(', ') : 'no files (already gone)'}; ` +
         `this part of the recording (state ${seg.state}${seg.last_error ? `, last error: ${seg.last_error}` : ''}) is lost`,
     );
+    await this.#uploader.storeJournal?.(data.session_id);
   }
 }
 

@@ -51,6 +51,8 @@ export class Uploader implements SegmentUploader {
   /** One upload per segment at a time: a second call joins the running one. */
   readonly #inFlight = new Map<string, Promise<void>>();
   readonly #journalUploads = new Map<string, Promise<void>>();
+  /** Sessions whose stored journal is older than the local one (its last upload failed). */
+  readonly #staleJournals = new Set<string>();
 
   constructor(options: UploaderOptions) {
     this.#journals = options.journals;
@@ -76,6 +78,31 @@ export class Uploader implements SegmentUploader {
   /** True while this segment is queued or uploading in this process. */
   isUploading(ref: SegmentRef): boolean {
     return this.#inFlight.has(`${ref.sessionId}/${ref.segment}`);
+  }
+
+  /**
+   * Stores the session's newest journal beside its stored clips (after a change no segment
+   * upload carries, e.g. a segment expired). Nothing happens before a first clip is stored:
+   * the journal travels with it. Never throws; a failure is retried by retryStaleJournals().
+   */
+  async storeJournal(sessionId: string): Promise<void> {
+    let journal: SessionJournal;
+    try {
+      journal = await this.#journals.get(sessionId);
+    } catch (err) {
+      this.#log.warn({ session_id: sessionId, err: errorMessage(err) }, 'cannot read the session journal to store it');
+      return;
+    }
+    const location = this.#location.describe();
+    const stored = journal.data.segments.filter((s) => s.state === 'uploaded' && s.upload?.location === location && s.upload.key);
+    const last = stored[stored.length - 1];
+    if (!last) return;
+    await this.#uploadJournal(journal, last.upload!.key, { session_id: sessionId });
+  }
+
+  /** Stores again every journal whose last upload failed (the pipeline's sweep calls this). */
+  async retryStaleJournals(): Promise<void> {
+    for (const id of [...this.#staleJournals]) await this.storeJournal(id);
   }
 
   async drain(): Promise<void> {
@@ -208,8 +235,10 @@ export class Uploader implements SegmentUploader {
       try {
         const body = Readable.from([Buffer.from(JSON.stringify(data, null, 2) + '\n')]);
         await this.#store.put(key, { stream: body }, { contentType: ContentTypes.journal, metadata: { session: asciiMeta(data.session_id) } });
+        this.#staleJournals.delete(sessionId);
       } catch (err) {
-        this.#log.warn({ ...ctx, journal_key: key, err: errorMessage(err) }, 'session journal upload failed; the next stored segment carries it again');
+        this.#staleJournals.add(sessionId);
+        this.#log.warn({ ...ctx, journal_key: key, err: errorMessage(err) }, 'session journal upload failed; retried by the next sweep');
       }
     });
     this.#journalUploads.set(sessionId, run);

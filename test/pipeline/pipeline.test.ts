@@ -205,6 +205,24 @@ describe('Pipeline', () => {
     expect(first.msg).toContain('is lost');
   });
 
+  test('an expiry reaches the stored journal, once S3 is back', async () => {
+    const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded', clipBytes: [5000, 6000] });
+    const { pipeline, store } = build({ retentionMs: 2000 });
+    pipeline.resume([{ sessionId: s.sessionId, segment: 1, state: 'encoded' }]);
+    await until(() => s.journal.segment(1)?.state === 'uploaded' && !pipeline.isBusy({ sessionId: s.sessionId, segment: 1 }));
+    const journalKey = `rec/alice/${s.sessionId}.session.json`;
+    const storedStates = async () =>
+      ((JSON.parse((await readAll(await store.get(journalKey))).toString()) as { segments: Array<{ state: string }> }).segments).map((x) => x.state);
+    expect(await storedStates()).toEqual(['uploaded', 'encoded']);
+
+    await server.stop();
+    pipeline.resume([{ sessionId: s.sessionId, segment: 2, state: 'encoded' }]);
+    pipeline.startSweep(100);
+    await until(() => s.journal.segment(2)?.state === 'expired', 8000);
+    await server.start();
+    await until(async () => (await storedStates().catch(() => [])).join() === 'uploaded,expired', 8000);
+  });
+
   test('crash between encode and upload: after restart the clip is stored once', async () => {
     const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'encoded' });
     // A new process: fresh journal store reading the spool.
