@@ -19,10 +19,11 @@ export const COMPOSITE_OPERATION: ReadonlyMap<number, GlobalCompositeOperation> 
 ]);
 
 /**
- * Operations that, under the canvas specification, also clear everything outside what is drawn.
- * guacd means "within the rectangle" (its own surfaces and guacenc's Cairo code work that way),
- * and a browser wiping a whole layer for a 16×16 SRC update is not what a user sees from guacd's
- * own display, so the model clips these to the drawn area first.
+ * Operations that, under the canvas specification (and in Chromium, and in Skia here), also
+ * clear everything outside what is drawn. guacd relies on it: its terminal clears the selection
+ * layer with `rect 0,0,1,1` + `cfill SRC 0,0,0,0` (seen in the ssh fixture), which wipes the
+ * whole layer in a browser. So the model keeps these unbounded, and reports the whole layer as
+ * changed when one is used.
  */
 export const UNBOUNDED_OPERATIONS: ReadonlySet<GlobalCompositeOperation> = new Set<GlobalCompositeOperation>([
   'copy',

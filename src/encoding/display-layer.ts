@@ -1,4 +1,4 @@
-import { Path2D, createCanvas, type Canvas, type Image, type SKRSContext2D } from '@napi-rs/canvas';
+import { createCanvas, type Canvas, type Image, type SKRSContext2D } from '@napi-rs/canvas';
 import { COMPOSITE_OPERATION, UNBOUNDED_OPERATIONS, applyTransfer, type GlobalCompositeOperation } from './composite.js';
 
 /**
@@ -136,7 +136,7 @@ export class DisplayLayer {
 
   #changed(x: number, y: number, w: number, h: number): Bounds {
     this.empty = false;
-    if (this.#transformed) return this.area;
+    if (this.#transformed || UNBOUNDED_OPERATIONS.has(this.#operation)) return this.area;
     return { x0: x, y0: y, x1: x + w, y1: y + h };
   }
 
@@ -146,18 +146,7 @@ export class DisplayLayer {
     const h = image.height;
     if (w === 0 || h === 0) return null;
     if (!this.#fit(x, y, w, h)) return null;
-    const ctx = this.#ctx;
-    if (UNBOUNDED_OPERATIONS.has(this.#operation)) {
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(x, y, w, h);
-      ctx.clip();
-      ctx.drawImage(image, x, y);
-      ctx.restore();
-      this.#pathClosed = true;
-    } else {
-      ctx.drawImage(image, x, y);
-    }
+    this.#ctx.drawImage(image, x, y);
     return this.#changed(x, y, w, h);
   }
 
@@ -167,18 +156,7 @@ export class DisplayLayer {
     if (!clipped) return null;
     [sx, sy, sw, sh] = clipped;
     if (!this.#fit(x, y, sw, sh)) return null;
-    const ctx = this.#ctx;
-    if (UNBOUNDED_OPERATIONS.has(this.#operation)) {
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(x, y, sw, sh);
-      ctx.clip();
-      ctx.drawImage(src.#canvas, sx, sy, sw, sh, x, y, sw, sh);
-      ctx.restore();
-      this.#pathClosed = true;
-    } else {
-      ctx.drawImage(src.#canvas, sx, sy, sw, sh, x, y, sw, sh);
-    }
+    this.#ctx.drawImage(src.#canvas, sx, sy, sw, sh, x, y, sw, sh);
     return this.#changed(x, y, sw, sh);
   }
 
@@ -279,44 +257,14 @@ export class DisplayLayer {
     this.empty = false;
     this.#pathClosed = true;
     const b = this.#pathBounds;
-    if (b === null) return null;
-    if (this.#transformed) return this.area;
+    if (b === null) return UNBOUNDED_OPERATIONS.has(this.#operation) ? this.area : null;
+    if (this.#transformed || UNBOUNDED_OPERATIONS.has(this.#operation)) return this.area;
     return { x0: Math.floor(b.x0 - grow), y0: Math.floor(b.y0 - grow), x1: Math.ceil(b.x1 + grow), y1: Math.ceil(b.y1 + grow) };
-  }
-
-  /** Fills the path; operations that would clear outside it are clipped to it first (see composite.ts). */
-  #fillPath(): void {
-    const ctx = this.#ctx;
-    if (UNBOUNDED_OPERATIONS.has(this.#operation)) {
-      ctx.save();
-      ctx.clip();
-      ctx.fill();
-      ctx.restore();
-    } else {
-      ctx.fill();
-    }
-  }
-
-  #strokePath(): void {
-    const ctx = this.#ctx;
-    const b = this.#pathBounds;
-    if (b && UNBOUNDED_OPERATIONS.has(this.#operation)) {
-      // Bound the stroke by its path's box grown by the line width: never wipes the whole layer.
-      const g = ctx.lineWidth * Math.max(1, ctx.miterLimit);
-      const box = new Path2D();
-      box.rect(b.x0 - g, b.y0 - g, b.x1 - b.x0 + 2 * g, b.y1 - b.y0 + 2 * g);
-      ctx.save();
-      ctx.clip(box);
-      ctx.stroke();
-      ctx.restore();
-    } else {
-      ctx.stroke();
-    }
   }
 
   fillColor(r: number, g: number, b: number, a: number): Bounds | null {
     this.#ctx.fillStyle = `rgba(${r},${g},${b},${a / 255})`;
-    this.#fillPath();
+    this.#ctx.fill();
     return this.#pathChanged(1);
   }
 
@@ -326,7 +274,7 @@ export class DisplayLayer {
     ctx.lineJoin = LINE_JOIN[join] ?? 'bevel';
     ctx.lineWidth = thickness;
     ctx.strokeStyle = `rgba(${r},${g},${b},${a / 255})`;
-    this.#strokePath();
+    this.#ctx.stroke();
     return this.#pathChanged(thickness + ctx.miterLimit * thickness);
   }
 
@@ -334,7 +282,7 @@ export class DisplayLayer {
     if (src.canvasWidth === 0 || src.canvasHeight === 0) return this.#pathChanged(0);
     const pattern = this.#ctx.createPattern(src.#canvas, 'repeat');
     if (pattern) this.#ctx.fillStyle = pattern;
-    this.#fillPath();
+    this.#ctx.fill();
     return this.#pathChanged(1);
   }
 
@@ -347,7 +295,7 @@ export class DisplayLayer {
       const pattern = ctx.createPattern(src.#canvas, 'repeat');
       if (pattern) ctx.strokeStyle = pattern;
     }
-    this.#strokePath();
+    this.#ctx.stroke();
     return this.#pathChanged(thickness + ctx.miterLimit * thickness);
   }
 

@@ -47,7 +47,7 @@ describe('DisplayModel on real guacd recordings', () => {
       expect(model.malformed).toBe(0);
       expect([model.width, model.height]).toEqual([1024, 768]);
       const { lit, colours } = frameStats(model.render());
-      expect(lit).toBeGreaterThan(0.1);
+      expect(lit).toBeGreaterThan(0.05); // the terminal is mostly black; desktops far above
       expect(colours).toBeGreaterThan(8);
     });
   }

@@ -90,31 +90,42 @@ describe('DisplayModel basics', () => {
 describe('channel masks (rect + cfill)', () => {
   // Layer 0: red in x < 20, transparent in x ≥ 20; then a blue fill over x 10..30, y 0..10.
   // Left sample (15,5) has red under the fill, right sample (25,5) has nothing; (5,5) and
-  // (15,15) are outside the fill and must keep what they had, whatever the mode.
-  const cases: Array<[string, number, RGBA, RGBA]> = [
-    ['OVER 0xE', 0xe, BLUE, BLUE],
-    ['SRC 0xC', 0xc, BLUE, BLUE],
-    ['ROVER 0xB', 0xb, RED, BLUE],
-    ['ATOP 0x6', 0x6, BLUE, BLACK],
-    ['IN 0x4', 0x4, BLUE, BLACK],
-    ['OUT 0x8', 0x8, BLACK, BLUE],
-    ['RIN 0x1', 0x1, RED, BLACK],
-    ['ROUT 0x2', 0x2, BLACK, BLACK],
-    ['RATOP 0x9', 0x9, RED, BLUE],
-    ['XOR 0xA', 0xa, BLACK, BLUE],
-    ['PLUS 0xF', 0xf, [255, 0, 255, 255], BLUE],
+  // (15,15) are outside the fill. As on a browser canvas, the "unbounded" modes (SRC, IN, OUT,
+  // RIN, RATOP) clear everything outside what they draw; the others leave it alone.
+  const cases: Array<[string, number, RGBA, RGBA, boolean]> = [
+    ['OVER 0xE', 0xe, BLUE, BLUE, false],
+    ['SRC 0xC', 0xc, BLUE, BLUE, true],
+    ['ROVER 0xB', 0xb, RED, BLUE, false],
+    ['ATOP 0x6', 0x6, BLUE, BLACK, false],
+    ['IN 0x4', 0x4, BLUE, BLACK, true],
+    ['OUT 0x8', 0x8, BLACK, BLUE, true],
+    ['RIN 0x1', 0x1, RED, BLACK, true],
+    ['ROUT 0x2', 0x2, BLACK, BLACK, false],
+    ['RATOP 0x9', 0x9, RED, BLUE, true],
+    ['XOR 0xA', 0xa, BLACK, BLUE, false],
+    ['PLUS 0xF', 0xf, [255, 0, 255, 255], BLUE, false],
   ];
-  for (const [name, mask, left, right] of cases) {
-    it(`${name}: blends as guacamole-common-js and leaves the rest of the layer alone`, async () => {
+  for (const [name, mask, left, right, unbounded] of cases) {
+    it(`${name}: blends as guacamole-common-js on a canvas, ${unbounded ? 'clearing' : 'keeping'} the rest of the layer`, async () => {
       const m = new DisplayModel();
-      await feed(m, I('size', 0, 40, 20), fill(0xe, 0, 0, 0, 20, 20, RED), fill(mask, 0, 10, 0, 20, 10, BLUE));
+      await feed(m, I('size', 0, 40, 20), fill(0xe, 0, 0, 0, 20, 20, RED));
+      m.render();
+      await feed(m, fill(mask, 0, 10, 0, 20, 10, BLUE));
       expectPixel(m, 15, 5, left);
       expectPixel(m, 25, 5, right);
-      expectPixel(m, 5, 5, RED, 0);
-      expectPixel(m, 15, 15, RED, 0);
+      expectPixel(m, 5, 5, unbounded ? BLACK : RED, 0);
+      expectPixel(m, 15, 15, unbounded ? BLACK : RED, 0);
       expectPixel(m, 35, 15, BLACK, 0);
     });
   }
+
+  it("clears a whole layer with SRC of a transparent 1×1 rectangle, as guacd's terminal does", async () => {
+    const m = new DisplayModel();
+    await feed(m, I('size', 0, 40, 40), fill(0xe, 0, 0, 0, 40, 40, RED), I('size', 2, 40, 40), fill(0xc, 2, 0, 0, 30, 30, BLUE));
+    expectPixel(m, 20, 20, BLUE, 0);
+    await feed(m, fill(0xc, 2, 0, 0, 1, 1, [0, 0, 0, 0]));
+    expectPixel(m, 20, 20, RED, 0);
+  });
 
   it('blends a half-transparent fill over what is below (OVER)', async () => {
     const m = new DisplayModel();
@@ -171,7 +182,7 @@ describe('copy and transfer', () => {
     expectPixel(m, 2, 16, WHITE, 0); // row 11 moved to 16
   });
 
-  it('copies with SRC replacing alpha too, only inside the destination rectangle', async () => {
+  it('copies with SRC replacing alpha too (and, as on a canvas, clearing the rest of the layer)', async () => {
     const m = new DisplayModel();
     await feed(
       m,
@@ -180,8 +191,8 @@ describe('copy and transfer', () => {
       fill(0xc, -1, 0, 0, 4, 4, [0, 0, 0, 0]), // fully transparent buffer content
       I('copy', -1, 0, 0, 4, 4, 0xc, 0, 10, 10),
     );
-    expectPixel(m, 11, 11, BLACK, 0); // hole punched: transparent shows black
-    expectPixel(m, 15, 15, RED, 0);
+    expectPixel(m, 11, 11, BLACK, 0); // transparent copied: shows black
+    expectPixel(m, 15, 15, BLACK, 0);
   });
 
   it('grows off-screen buffers to fit what is drawn into them', async () => {
@@ -343,8 +354,8 @@ describe('layer tree', () => {
 
 describe('cursor', () => {
   const cursorImage = (hx: number, hy: number) => [
-    fill(0xc, -1, 0, 0, 3, 3, WHITE),
-    fill(0xc, -1, 1, 1, 1, 1, [0, 0, 0, 0]), // transparent centre pixel
+    fill(0xe, -1, 0, 0, 3, 3, WHITE),
+    fill(0x2, -1, 1, 1, 1, 1, BLACK), // ROUT punches a transparent centre pixel
     I('cursor', hx, hy, -1, 0, 0, 3, 3),
   ];
 
