@@ -216,7 +216,9 @@ export class Pipeline {
       for (const seg of journal.data.segments) {
         const ref = { sessionId, segment: seg.number };
         if (!WAITING.has(seg.state) || this.isBusy(ref)) continue;
-        if (seg.sealed_at && now.getTime() >= Date.parse(seg.sealed_at) + this.#retentionMs) {
+        // A segment without sealed_at (hand-edited or older journal) counts from its start.
+        const sealedAt = Date.parse(seg.sealed_at ?? seg.started_at);
+        if (Number.isFinite(sealedAt) && now.getTime() >= sealedAt + this.#retentionMs) {
           await this.#expire(journal, seg);
           report.expired++;
           continue;
