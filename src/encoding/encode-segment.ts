@@ -50,9 +50,12 @@ export interface EncodeRecordingOptions {
 
 export interface EncodeResult {
   durationMs: number;
-  /** Frames in the clip (constant rate) and frames actually rendered (changes only). */
+  /**
+   * Frames stored in the clip: one per change (variable frame rate on the framerate grid) plus
+   * the last one held to the end; `slots` is what a constant-rate clip would hold.
+   */
   frames: number;
-  renderedFrames: number;
+  slots: number;
   bytesRead: number;
   clipBytes: number;
   sha256: string;
@@ -190,7 +193,7 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
   return {
     durationMs: summary.durationMs,
     frames: summary.frames,
-    renderedFrames: summary.renderedFrames,
+    slots: summary.slots,
     bytesRead: summary.bytesRead,
     clipBytes,
     sha256,

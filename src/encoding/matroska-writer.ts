@@ -72,9 +72,9 @@ const str = (id: number, v: string): Buffer => element(id, Buffer.from(v, 'latin
 
 /**
  * Stream header for one RGBA video track of the given size; timestamps are in milliseconds.
- * `frameDurationNs` becomes the track's DefaultDuration: without it ffmpeg guesses how long
- * the last frame lasts (measured: up to 7 extra frames at 25 fps), so the clip would run past
- * the recording's last sync.
+ * `frameDurationNs` becomes the track's DefaultDuration, so the last frame lasts exactly one
+ * frame: without it ffmpeg guesses from the last gaps (measured: up to 7 extra frames at
+ * 25 fps) and the clip would run past the recording's last sync.
  */
 export function matroskaHeader(width: number, height: number, frameDurationNs: number): Buffer {
   const ebml = element(ID.EBML, [

@@ -22,10 +22,10 @@ export interface WorkerInput {
 }
 
 export interface RenderSummary {
-  /** Frames in the constant-rate clip (last slot + 1). */
+  /** Frames rendered and stored in the clip (changes only, plus the final hold). */
   frames: number;
-  /** Frames actually rendered and sent (changes only). */
-  renderedFrames: number;
+  /** Frame-rate slots the clip spans (last slot + 1): what a constant-rate clip would hold. */
+  slots: number;
   durationMs: number;
   width: number;
   height: number;

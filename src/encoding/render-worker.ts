@@ -148,8 +148,8 @@ async function main(): Promise<RenderSummary> {
   }
 
   return {
-    frames: replay.lastSlot + 1,
-    renderedFrames: replay.frames,
+    frames: replay.frames,
+    slots: replay.lastSlot + 1,
     durationMs: replay.lastSlot < 0 ? 0 : clock.ptsOf(replay.lastSlot + 1),
     width: frameWidth,
     height: frameHeight,

@@ -139,7 +139,7 @@ export class EncodeQueue implements SegmentEncoder {
         wall_ms: wallMs,
         realtime_factor: wallMs > 0 ? Math.round((r.durationMs / wallMs) * 10) / 10 : undefined,
         frames: r.frames,
-        rendered_frames: r.renderedFrames,
+        frame_slots: r.slots,
         clip_bytes: r.clipBytes,
         unsupported: Object.keys(r.unsupported).length > 0 ? r.unsupported : undefined,
       };

@@ -23,12 +23,15 @@ export function ensureBuilt(): void {
   }
 }
 
-/** Decodes every frame of a clip to packed RGB24. */
-export function decodeFrames(ffmpegPath: string, clip: string, width: number, height: number): Promise<Buffer[]> {
+/**
+ * Decodes a clip to packed RGB24 frames at `fps` (clips store changed frames only; the fps
+ * filter turns them back into one frame per 1/fps s, as a player shows them).
+ */
+export function decodeFrames(ffmpegPath: string, clip: string, width: number, height: number, fps = 10): Promise<Buffer[]> {
   return new Promise((resolve, reject) => {
     execFile(
       ffmpegPath,
-      ['-v', 'error', '-i', clip, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      ['-v', 'error', '-i', clip, '-vf', `fps=${fps}`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
       { encoding: 'buffer', maxBuffer: 1024 * 1024 * 1024 },
       (err, stdout) => {
         if (err) return reject(err);

@@ -87,10 +87,10 @@ describe.each(binaries.map((b) => [`${b.source} ffmpeg ${b.version}`, b] as cons
     expect(r.truncated).toBe(false);
     expect(r.unsupported).toEqual({});
     // sync span 2000 ms at 10 fps: slots 0..20.
-    expect(r.frames).toBe(21);
+    expect(r.slots).toBe(21);
     expect(r.durationMs).toBe(2100);
-    // Frames for slots 0, 5, 10 and the held last one at 20: idle slots cost nothing.
-    expect(r.renderedFrames).toBe(4);
+    // The clip stores frames for slots 0, 5, 10 and the held last one at 20: idle slots cost nothing.
+    expect(r.frames).toBe(4);
     expect(r.width).toBe(W);
     expect(r.clipBytes).toBe(statSync(join(dir, 'out.mp4')).size);
     expect(r.sha256).toMatch(/^[0-9a-f]{64}$/);
@@ -120,9 +120,10 @@ describe.each(binaries.map((b) => [`${b.source} ffmpeg ${b.version}`, b] as cons
       expect(probed.codec).toBe('h264');
       expect(probed.pixFmt).toBe('yuv420p');
       expect(probed.duration).toBeCloseTo(2.1, 2);
+      expect(probed.frames).toBe(4);
     }
     const measured = await measureClip(ffmpeg.path, join(dir, 'out.mp4'));
-    expect(measured.frames).toBe(21);
+    expect(measured.frames).toBe(4);
     expect(measured.durationMs).toBeCloseTo(2100, -1);
 
     // The end state replays alone: it ends with a sync on the frame grid (slot 20 = 3000).
@@ -154,7 +155,7 @@ describe.each(binaries.map((b) => [`${b.source} ffmpeg ${b.version}`, b] as cons
     const r = await encodeRecording({ input, output: join(dir, 'out.mp4'), settings, ffmpeg });
     expect(r.truncated).toBe(true);
     expect(r.inputError).toMatch(/truncated|incomplete|end/i);
-    expect(r.frames).toBe(6);
+    expect(r.slots).toBe(6);
     const frames = await decodeFrames(ffmpeg.path, join(dir, 'out.mp4'), W, H);
     expect(frames.length).toBe(6);
     expect(near(pixel(frames[5]!, W, 120, 30), GREEN)).toBe(true);
