@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -6,6 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { Uploader } from '../../src/pipeline/upload-queue.js';
 import type { SessionJournalData } from '../../src/recording/journal.js';
+import { openObjectStore } from '../../src/storage/open-store.js';
 import { RetryPolicy } from '../../src/storage/retry-policy.js';
 import { S3Store, type S3StoreOptions } from '../../src/storage/s3-store.js';
 import { UploadLocation } from '../../src/storage/upload-location.js';
@@ -107,6 +108,24 @@ describe('Uploader', () => {
     expect(complete).toHaveLength(2);
     expect(complete[0]).toMatchObject({ level: 'info', session_id: session.sessionId, segment: 1, key: `rec/alice/${session.sessionId}-000001.mp4`, bytes: 200_000 });
     store.close();
+  });
+
+  test('file:// location: the same layout on disk as in S3', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool, clipBytes: [40_000], username: '../../etc' });
+    const logs = captureLogs();
+    const location = UploadLocation.parse(`file://${spool}/store/rec/{username}/{session_id}.mp4`);
+    const store = openObjectStore(location, { s3: { region: 'us-east-1', forcePathStyle: false }, recording: { objectStorageKey: undefined, objectStorageSecret: undefined } });
+    const uploader = new Uploader({ journals: session.journals, store, location, logger: logs.logger, uploadRaw: true });
+    await uploader.upload({ sessionId: session.sessionId, segment: 1 });
+    const seg = session.journal.segment(1)!;
+    expect(seg).toMatchObject({ state: 'uploaded', upload: { key: `______etc/${session.sessionId}-000001.mp4`, location: `file://${spool}/store/rec` } });
+    const base = join(spool, 'store/rec/______etc');
+    expect((await readdir(base)).sort()).toEqual(
+      [`${session.sessionId}-000001.mp4`, `${session.sessionId}-000001.jpg`, `${session.sessionId}-000001.guac.gz`, `${session.sessionId}.session.json`].sort(),
+    );
+    expect(sha256(await readFile(join(base, `${session.sessionId}-000001.mp4`)))).toBe(session.segments[0]!.clipSha256);
+    expect(sha256(gunzipSync(await readFile(join(base, `${session.sessionId}-000001.guac.gz`))))).toBe(sha256(session.segments[0]!.raw));
+    expect(await exists(session.segments[0]!.clipPath)).toBe(false);
   });
 
   test('state file of segment N stays until segment N+1 is encoded (live session)', async () => {
