@@ -138,6 +138,9 @@ export class Uploader implements SegmentUploader {
         this.#log.warn({ ...fields, file: seg.clip.file }, `clip ${seg.clip.file} is missing from the spool; segment ${seg.number} goes back to be encoded from ${seg.file}`);
         return;
       }
+      const gone = Object.assign(new Error(`${seg.clip.file} and ${seg.file} are both gone from ${journal.dir}`), { name: 'SpoolFilesMissing' });
+      await this.#fail(journal, seg, gone, { ...fields, file: seg.clip.file });
+      return;
     }
 
     const data = journal.data;

@@ -43,6 +43,7 @@ const PERMANENT: Record<string, string> = {
   InvalidBucketName: 'the bucket name is not valid for this service',
   PermanentRedirect: 'the bucket is in another region or needs another endpoint (check S3_REGION / the endpoint in RECORDING_UPLOAD_LOCATION)',
   AuthorizationHeaderMalformed: 'the request was signed for the wrong region (check S3_REGION)',
+  SpoolFilesMissing: 'the segment\'s local files were removed outside recgw; nothing is left to store (retention will mark it expired)',
   EACCES: 'permission denied writing the upload folder',
   EPERM: 'operation not permitted on the upload folder',
   EROFS: 'the upload folder is on a read-only file system',

@@ -207,6 +207,18 @@ describe('Uploader', () => {
     store.close();
   });
 
+  test('clip and raw segment both gone: failed with an error-level reason, nothing stored', async () => {
+    const session = await makeEncodedSession({ spoolDir: spool });
+    await rm(session.segments[0]!.clipPath);
+    await rm(session.segments[0]!.rawPath);
+    const { logs, store, make } = setup();
+    await make(session.journals).upload({ sessionId: session.sessionId, segment: 1 });
+    expect(session.journal.segment(1)).toMatchObject({ state: 'failed', failed_stage: 'upload' });
+    expect(session.journal.segment(1)?.last_error).toMatch(/^SpoolFilesMissing: /);
+    expect(logs.withMetric('recording.upload.failed')[0]).toMatchObject({ level: 'error', error_code: 'SpoolFilesMissing' });
+    store.close();
+  });
+
   test('two requests for one segment make one upload', async () => {
     const session = await makeEncodedSession({ spoolDir: spool });
     const { store, make } = setup();
