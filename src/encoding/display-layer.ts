@@ -10,6 +10,34 @@ const CANVAS_SIZE_FACTOR = 64;
 /** Largest layer side accepted: guacd never asks for more, and it bounds memory (16384² × 4 = 1 GiB). */
 export const MAX_LAYER_SIDE = 16384;
 
+/**
+ * Canvas pixels all layers of one display may hold together. guacd needs a handful of
+ * display-sized layers and buffers; a stream asking for thousands (each visible layer starts at
+ * the display's size) is hostile or broken, and must not exhaust the encoder's memory.
+ */
+export class PixelBudget {
+  readonly limit: number;
+  #used = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Changes the count by `delta` pixels; refuses (false) growth past the limit. */
+  change(delta: number): boolean {
+    if (delta > 0 && this.#used + delta > this.limit) return false;
+    this.#used += delta;
+    return true;
+  }
+}
+
+/** Default budget: 128 Mpx (512 MiB of RGBA), e.g. sixteen 4K layers or 160 at 1024×768. */
+export const DEFAULT_PIXEL_BUDGET = 128 * 1024 * 1024;
+
 /** Axis-aligned rectangle as edges: [x0, x1) × [y0, y1). */
 export interface Bounds {
   x0: number;
@@ -59,9 +87,12 @@ export class DisplayLayer {
   /** True once a transform other than the identity may apply to drawing (cleared by identity/reset). */
   #transformed = false;
 
-  constructor(index: number, width: number, height: number, autosize: boolean) {
+  readonly #budget: PixelBudget;
+
+  constructor(index: number, width: number, height: number, autosize: boolean, budget: PixelBudget) {
     this.index = index;
     this.autosize = autosize;
+    this.#budget = budget;
     this.#canvas = createCanvas(0, 0);
     this.#ctx = this.#canvas.getContext('2d');
     this.#ctx.save();
@@ -85,16 +116,18 @@ export class DisplayLayer {
     return { x0: 0, y0: 0, x1: this.width, y1: this.height };
   }
 
-  /** Sets the logical size; returns false (and changes nothing) when a side is out of range. */
+  /** Sets the logical size; returns false (and changes nothing) when a side is out of range or
+   *  the display's pixel budget is spent. */
   resize(width: number, height: number): boolean {
     width = width || 0;
     height = height || 0;
     if (width < 0 || height < 0 || width > MAX_LAYER_SIDE || height > MAX_LAYER_SIDE) return false;
-    if (width === this.width && height === this.height && this.#canvas.width !== 0) return true;
+    if (width === this.width && height === this.height) return true;
     const canvasWidth = Math.ceil(width / CANVAS_SIZE_FACTOR) * CANVAS_SIZE_FACTOR;
     const canvasHeight = Math.ceil(height / CANVAS_SIZE_FACTOR) * CANVAS_SIZE_FACTOR;
     if (canvasWidth !== this.#canvas.width || canvasHeight !== this.#canvas.height) {
       const old = this.#canvas;
+      if (!this.#budget.change(canvasWidth * canvasHeight - old.width * old.height)) return false;
       const keepWidth = Math.min(this.width, width);
       const keepHeight = Math.min(this.height, height);
       const operation = this.#ctx.globalCompositeOperation;
@@ -360,6 +393,16 @@ export class DisplayLayer {
     this.x = x;
     this.y = y;
     this.z = z;
+  }
+
+  /** Gives the layer's pixels back to the budget (the layer is being disposed). */
+  release(): void {
+    this.#budget.change(-(this.#canvas.width * this.#canvas.height));
+    this.#canvas = createCanvas(0, 0);
+    this.#ctx = this.#canvas.getContext('2d');
+    this.#ctx.save();
+    this.width = 0;
+    this.height = 0;
   }
 
   detach(): void {

@@ -2,13 +2,15 @@ import { createCanvas, type Canvas, type Image, type SKRSContext2D } from '@napi
 import type { Instruction } from '../protocol/index.js';
 import { TRANSFER_DEST, TRANSFER_SRC } from './composite.js';
 import { DirtyRegion } from './dirty-region.js';
-import { DisplayLayer, type Bounds } from './display-layer.js';
+import { DEFAULT_PIXEL_BUDGET, DisplayLayer, PixelBudget, type Bounds } from './display-layer.js';
 import { serializeDisplayState } from './display-state.js';
 import { ImageStream } from './image-stream.js';
 
 export interface DisplayModelOptions {
   /** Called once per kind of problem: an unknown opcode, or a malformed instance of an opcode. */
   onWarning?: (opcode: string, message: string) => void;
+  /** Most canvas pixels all layers and buffers may hold together (default 128 Mi pixels). */
+  maxPixels?: number;
 }
 
 /** The software cursor: an image copied out of a layer, its hotspot, and where the mouse is. */
@@ -85,6 +87,7 @@ export class DisplayModel {
   readonly #onWarning: (opcode: string, message: string) => void;
   readonly #layers = new Map<number, DisplayLayer>();
   readonly #root: DisplayLayer;
+  readonly #budget: PixelBudget;
   readonly #streams = new Map<number, OpenImage>();
   readonly #cursor: CursorState = { canvas: null, hotspotX: 0, hotspotY: 0, x: 0, y: 0, shown: false };
   readonly #unsupported = new Map<string, number>();
@@ -99,7 +102,8 @@ export class DisplayModel {
 
   constructor(opts: DisplayModelOptions = {}) {
     this.#onWarning = opts.onWarning ?? (() => {});
-    this.#root = new DisplayLayer(0, 0, 0, false);
+    this.#budget = new PixelBudget(opts.maxPixels ?? DEFAULT_PIXEL_BUDGET);
+    this.#root = new DisplayLayer(0, 0, 0, false, this.#budget);
     this.#layers.set(0, this.#root);
   }
 
@@ -261,10 +265,10 @@ export class DisplayModel {
     if (!layer) {
       if (index > 0) {
         // New visible layers take the display's size and sit at 0,0 in layer 0.
-        layer = new DisplayLayer(index, this.#root.width, this.#root.height, false);
+        layer = new DisplayLayer(index, this.#root.width, this.#root.height, false, this.#budget);
         layer.move(this.#root, 0, 0, 0);
       } else {
-        layer = new DisplayLayer(index, 0, 0, true);
+        layer = new DisplayLayer(index, 0, 0, true, this.#budget);
       }
       this.#layers.set(index, layer);
     }
@@ -571,7 +575,9 @@ export class DisplayModel {
     if (!a) return;
     const layer = this.#layer(a[0]!);
     this.#touch(layer, layer.area);
-    if (!layer.resize(a[1]!, a[2]!)) return this.#bad(ins, `size ${a[1]}x${a[2]} is out of range`);
+    if (!layer.resize(a[1]!, a[2]!)) {
+      return this.#bad(ins, `size ${a[1]}x${a[2]} is out of range or past the display's memory budget`);
+    }
     if (layer === this.#root) this.#touchAll();
     else this.#touch(layer, layer.area);
   }
@@ -614,6 +620,9 @@ export class DisplayModel {
       layer.detach();
     }
     this.#layers.delete(index);
+    // Its children, if any, stay attached to it (off screen, as in the browser) and keep their
+    // pixels; the disposed layer's own are not needed any more.
+    layer.release();
   }
 
   // ---- cursor -----------------------------------------------------------------------------

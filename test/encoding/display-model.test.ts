@@ -431,6 +431,21 @@ describe('bad input', () => {
   });
 });
 
+describe('memory budget', () => {
+  it('refuses layers past the pixel budget instead of exhausting memory, and gets pixels back on dispose', async () => {
+    const m = new DisplayModel({ maxPixels: 10_000 });
+    // Canvases grow in steps of 64: a 50×50 display takes 64×64 = 4096 pixels, and so does
+    // every new visible layer, which starts at the display's size.
+    await feed(m, I('size', 0, 50, 50), fill(0xe, 1, 0, 0, 50, 50, GREEN));
+    expectPixel(m, 10, 10, GREEN, 0);
+    await feed(m, I('size', 2, 50, 50));
+    expect(m.malformed).toBe(1);
+    await feed(m, I('dispose', 1), I('size', 3, 50, 50), fill(0xe, 3, 0, 0, 50, 50, BLUE));
+    expect(m.malformed).toBe(1);
+    expectPixel(m, 10, 10, BLUE, 0);
+  });
+});
+
 describe('serializeState (synthetic)', () => {
   it('rebuilds nested, shaded, half-transparent layers, buffers, cursor and mouse exactly', async () => {
     const a = new DisplayModel();
