@@ -16,6 +16,7 @@ import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard
 import { JournalStore } from '../recording/journal.js';
 import { Recorder, recorderSettings } from '../recording/recorder.js';
 import { openObjectStore } from '../storage/open-store.js';
+import { classifyFailure } from '../storage/retry-policy.js';
 import { UploadLocation } from '../storage/upload-location.js';
 import { loadOrCreateDevTokenKey } from './dev-token-key.js';
 import type { CliIo } from './main.js';
@@ -70,9 +71,22 @@ export async function startGateway(config: Config, loggers: Loggers, metrics: Ga
       threads: Math.max(1, Math.floor(availableParallelism() / config.recording.queueLength)),
     },
   });
+  const store = openObjectStore(location, config);
+  // Not a reason to refuse to start (sessions are still recorded and clips wait in the spool),
+  // but an operator should learn of a wrong bucket or key now, not at the first upload.
+  void store.probe().then(
+    () => log.info({ location: location.describe() }, 'upload location reachable'),
+    (err: unknown) => {
+      const f = classifyFailure(err);
+      log.error(
+        { location: location.describe(), err_code: f.code, reason: f.reason, kind: f.kind },
+        'upload location not reachable now: clips stay in the spool and uploads are retried',
+      );
+    },
+  );
   const uploader = new Uploader({
     journals,
-    store: openObjectStore(location, config),
+    store,
     location,
     logger: log.child({ component: 'uploader' }),
     keepLocal: config.recording.keepLocal,

@@ -98,6 +98,7 @@ describe('recgw serve (child process)', () => {
       return left.some((f) => f.endsWith('.mp4') || f === '000001.guac') ? undefined : true;
     }, 5000);
 
+    expect(proc.logs.some((l) => l.msg === 'upload location reachable')).toBe(true);
     const text = proc.logs.map((l) => JSON.stringify(l)).join('\n');
     for (const name of ['provision.create', 'recording.segment.sealed', 'recording.encode.complete', 'recording.upload.complete']) {
       expect(proc.logs.some((l) => l.metric_name === name)).toBe(true);
@@ -167,6 +168,14 @@ describe('recgw serve (child process)', () => {
     expect(j.segments.length).toBeGreaterThan(0);
     expect(j.segments.every((s) => s.state !== 'recording')).toBe(true);
     expect(proc.logs.some((l) => l.msg === 'shutdown complete')).toBe(true);
+  });
+
+  it('starts with unreachable storage, says so at error level, and keeps serving', async () => {
+    const { tmp, env } = await setup('ssh-terminal.gz');
+    const { proc, port } = await startServe({ ...env, RECORDING_UPLOAD_LOCATION: 's3://clips@http://127.0.0.1:1/{session_id}' }, tmp);
+    const line = await proc.waitFor((r) => r.msg === 'upload location not reachable now: clips stay in the spool and uploads are retried');
+    expect(line.level).toBe('error');
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
   });
 
   it('refuses to start with a clear message naming each bad variable', async () => {
