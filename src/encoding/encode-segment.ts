@@ -5,7 +5,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { RecgwError } from '../errors.js';
@@ -101,18 +100,6 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
       void worker.terminate();
       reject(err);
     };
-    // Writes are chained so frames reach ffmpeg in order even while one waits for 'drain'.
-    let writing: Promise<void> = Promise.resolve();
-    const write = (chunks: Buffer[]): Promise<void> => {
-      writing = writing.then(async () => {
-        if (!job) return;
-        let ok = true;
-        for (const c of chunks) ok = job.input.write(c);
-        if (!ok && !job.input.destroyed) await drained(job.input);
-      });
-      return writing;
-    };
-
     worker.on('message', (msg: WorkerMessage) => {
       switch (msg.type) {
         case 'start': {
@@ -125,13 +112,14 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
               if (pid !== undefined) opts.onFfmpegStart?.(pid);
             }
           }, 5);
-          void write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
+          void job.write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
           break;
         }
         case 'frame': {
           const pixels = Buffer.from(msg.pixels);
-          void write([matroskaFramePrefix(msg.ptsMs, pixels.length), pixels]).then(() => {
-            if (!settled) worker.postMessage({ type: 'ack' } satisfies ParentMessage);
+          void job?.write([matroskaFramePrefix(msg.ptsMs, pixels.length), pixels]).then(() => {
+            // The buffer goes back to the worker for its next frame: no 3 MB garbage per frame.
+            if (!settled) worker.postMessage({ type: 'ack', pixels: msg.pixels } satisfies ParentMessage, [msg.pixels]);
           });
           break;
         }
@@ -145,10 +133,8 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
           settled = true;
           // The worker exits by itself once it has posted this; terminate only a straggler.
           setTimeout(() => void worker.terminate(), 5000).unref();
-          void writing.then(() => {
-            job?.input.end();
-            resolve(msg.summary);
-          });
+          job?.end();
+          resolve(msg.summary);
           break;
         case 'error':
           fail(new RecgwError(msg.code ?? 'RECGW_ERR_ENCODE', msg.message));
@@ -219,19 +205,6 @@ async function readable(path: string, what: string): Promise<void> {
     const why = e.code === 'ENOENT' ? 'no such file' : e.message;
     throw new RecgwError('RECGW_ERR_INPUT', `cannot read the ${what} ${path}: ${why}`, { cause: err });
   }
-}
-
-/** Resolves on 'drain' or 'close' (a killed ffmpeg never drains), leaving no listener behind. */
-function drained(stream: Writable): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
 }
 
 function sha256Of(path: string): Promise<string> {

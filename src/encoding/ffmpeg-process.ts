@@ -2,10 +2,11 @@
 // fluent-ffmpeg: its repository was archived upstream in 2025, so replacing it means
 // rewriting this one file. Known behaviour worked around here: it probes `-formats` and
 // `-encoders` once per process before the first run; its error text is only the first stderr
-// line (so we keep and log the whole tail); it does not destroy the input stream after an
-// error or a kill (we do); and setFfmpegPath() is process-global, so it is set before each run.
+// line (so we keep and log the whole tail); it does not destroy the input after an error or a
+// kill (we do); and setFfmpegPath() is process-global, so it is set before each run.
 import ffmpeg from 'fluent-ffmpeg';
-import { PassThrough, type Writable } from 'node:stream';
+import type { ChildProcess } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { RecgwError } from '../errors.js';
 
@@ -22,13 +23,19 @@ export interface ClipSettings {
 }
 
 export interface ClipEncodeJob {
-  /** Write the Matroska stream here; end() it to finish the clip. Honour write()'s backpressure. */
-  readonly input: Writable;
+  /**
+   * Writes chunks of the Matroska stream to ffmpeg's stdin, in call order; resolves once they
+   * are handed to the pipe, so their memory may be reused. Never rejects: a failed ffmpeg
+   * shows in `done`.
+   */
+  write(chunks: Buffer[]): Promise<void>;
+  /** Ends the stream: ffmpeg finishes the clip. */
+  end(): void;
   /** Resolves when ffmpeg has written the clip and exited 0. */
   readonly done: Promise<void>;
   /** ffmpeg's process id once it runs (for resource sampling). */
   pid(): number | undefined;
-  /** Stops ffmpeg (SIGKILL) and destroys the input stream. */
+  /** Stops ffmpeg (SIGKILL) and destroys its stdin. */
   kill(): void;
 }
 
@@ -82,23 +89,31 @@ export function startClipEncode(opts: {
   settings: ClipSettings;
   logger?: Logger;
 }): ClipEncodeJob {
-  // ~2 frames of 1024×768 RGBA in the pipe; more only costs memory.
-  const input = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  // Frames go straight to ffmpeg's stdin (not through a stream fluent-ffmpeg pipes), so a
+  // write's callback means the frame left our memory and its buffer can be reused.
   const command = ffmpeg({ stdoutLines: 40 })
     .setFfmpegPath(opts.ffmpegPath)
-    .input(input)
+    .input('pipe:0')
     .inputFormat('matroska')
     .output(opts.output)
     .outputOptions(clipOutputOptions(opts.settings));
-  let proc: { pid?: number } | undefined;
+  let proc: ChildProcess | undefined;
   let killed = false;
+  let failed = false;
+  let markStarted: (stdin: Writable | undefined) => void = () => undefined;
+  const started = new Promise<Writable | undefined>((resolve) => (markStarted = resolve));
   const done = new Promise<void>((resolve, reject) => {
     command.on('start', () => {
-      proc = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc;
+      proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
+      // EPIPE when ffmpeg dies early; its exit status and stderr tell the story.
+      proc?.stdin?.on('error', () => undefined);
+      markStarted(proc?.stdin ?? undefined);
     });
     command.on('end', () => resolve());
     command.on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
-      input.destroy();
+      failed = true;
+      proc?.stdin?.destroy();
+      markStarted(undefined);
       const tail = stderrTail(stderr);
       if (!killed) opts.logger?.error({ err: err.message, ffmpeg_stderr: tail }, 'ffmpeg failed encoding a clip');
       reject(
@@ -107,14 +122,31 @@ export function startClipEncode(opts: {
     });
   });
   command.run();
+  let queue: Promise<void> = Promise.resolve();
   return {
-    input,
+    write(chunks) {
+      queue = queue.then(async () => {
+        const stdin = await started;
+        if (!stdin || failed || stdin.destroyed) return;
+        let last: Promise<void> = Promise.resolve();
+        for (const c of chunks) last = new Promise<void>((r) => stdin.write(c, () => r()));
+        await last;
+      });
+      return queue;
+    },
+    end() {
+      queue = queue.then(async () => {
+        const stdin = await started;
+        stdin?.end();
+      });
+    },
     done,
     pid: () => proc?.pid,
     kill: () => {
       killed = true;
-      input.destroy();
       command.kill('SIGKILL');
+      proc?.stdin?.destroy();
+      markStarted(undefined);
     },
   };
 }

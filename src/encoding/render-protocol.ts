@@ -49,4 +49,5 @@ export type WorkerMessage =
   | { type: 'done'; summary: RenderSummary }
   | { type: 'error'; message: string; code: ErrorCode | undefined };
 
-export type ParentMessage = { type: 'ack' };
+/** A frame was written to ffmpeg; its buffer comes back for reuse. */
+export type ParentMessage = { type: 'ack'; pixels: ArrayBuffer };

@@ -18,10 +18,13 @@ const input = workerData as WorkerInput;
 const MAX_IN_FLIGHT = 3;
 let inFlight = 0;
 let wakeOnAck: (() => void) | undefined;
+/** Frame buffers back from the parent, reused so frames make no garbage. */
+const freeBuffers: ArrayBuffer[] = [];
 
 port.on('message', (msg: ParentMessage) => {
   if (msg.type === 'ack') {
     inFlight--;
+    freeBuffers.push(msg.pixels);
     wakeOnAck?.();
     wakeOnAck = undefined;
   }
@@ -176,12 +179,14 @@ function mediaMs(clock: FrameClock): number {
  * guacd resizes RDP/VNC displays rarely, and cropping keeps pixels sharp.
  */
 function frameOf(pixels: Buffer, w: number, h: number, fw: number, fh: number): ArrayBuffer {
-  const out = new ArrayBuffer(fw * fh * 4);
+  let out = freeBuffers.pop();
+  if (!out || out.byteLength !== fw * fh * 4) out = new ArrayBuffer(fw * fh * 4);
   const view = new Uint8Array(out);
   if (w === fw && h === fh) {
     view.set(pixels.subarray(0, fw * fh * 4));
     return out;
   }
+  view.fill(0);
   const rowBytes = Math.min(w, fw) * 4;
   for (let y = 0; y < Math.min(h, fh); y++) view.set(pixels.subarray(y * w * 4, y * w * 4 + rowBytes), y * fw * 4);
   return out;
