@@ -7,6 +7,7 @@ import { encodeRecording } from '../../src/encoding/encode-segment.js';
 import { measureClip } from '../../src/encoding/ffmpeg-process.js';
 import { encodeInstruction as ins, parseAll } from '../../src/protocol/index.js';
 import { isRecgwError } from '../../src/errors.js';
+import { captureLogs } from '../support/log-capture.js';
 import { decodeFrames, ensureBuilt, ffmpegBinaries, ffprobeClip, near, pixel } from './clip-frames.js';
 
 const binaries = await ffmpegBinaries();
@@ -162,7 +163,25 @@ describe.each(binaries.map((b) => [`${b.source} ffmpeg ${b.version}`, b] as cons
   });
 });
 
-describe('encodeRecording input errors', () => {
+describe('encodeRecording failures', () => {
+  it('reports an ffmpeg failure with the tail of its stderr, logged too, and leaves no clip', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'recgw-enc-'));
+    const input = join(dir, 'synthetic.guac');
+    writeFileSync(input, syntheticRecording());
+    const logs = captureLogs();
+    // Config and CLI refuse odd sizes; passed here anyway, ffmpeg's filters fail on them.
+    const err = await encodeRecording({ input, output: join(dir, 'out.mp4'), settings: { ...settings, width: 101, height: 100 }, logger: logs.logger }).catch(
+      (e: unknown) => e,
+    );
+    expect(isRecgwError(err, 'RECGW_ERR_FFMPEG')).toBe(true);
+    // fluent-ffmpeg's own message is one line; ours carries the stderr tail that says why.
+    expect((err as Error).message).toMatch(/Padded dimensions cannot be smaller|divisible by 2/);
+    const line = logs.lines.find((l) => l.msg === 'ffmpeg failed encoding a clip');
+    expect(String(line?.ffmpeg_stderr)).toMatch(/Input #0, matroska/);
+    expect(existsSync(join(dir, 'out.mp4'))).toBe(false);
+    expect(existsSync(join(dir, 'out.mp4.part'))).toBe(false);
+  });
+
   it('rejects garbage with RECGW_ERR_INPUT and leaves no clip behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'recgw-enc-'));
     const input = join(dir, 'garbage.guac');
