@@ -1,9 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
-import { GatewayHarness } from '../support/gateway-harness.js';
+import { GatewayHarness, TEST_TOKEN_KEY } from '../support/gateway-harness.js';
 import { CLIENT_CONNECTED, Chromium, PageServer, openTestPage, type LiveStatus } from '../support/guac-browser.js';
 
 // The real client: guacamole-common-js 1.5.0 in Chromium, through the gateway, to the guacd
@@ -101,6 +104,72 @@ function upToSync(bytes: Buffer, n: number): Buffer {
     if (ins.opcode === 'sync' && ++syncs >= n) break;
   }
   return Buffer.concat(out);
+}
+
+describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', () => {
+  it('one token, the same page: both reach CONNECTED with the same size, syncs and tunnel id form', async () => {
+    const replay = upToSync(await loadReplay(join(FIXTURES, 'ssh-terminal.gz')), 150);
+    const guacd = await FakeGuacd.start({ replay, speed: SPEED, afterReplay: 'hold' });
+    const h = await GatewayHarness.start(guacd);
+    const lite = await startGuacamoleLite(guacd);
+    const token = h.token({ connection: { type: 'ssh', settings: { hostname: 'shell', username: 'bob', password: 'pw' } }, session: { id: 'browser-lite' } });
+    const results: LiveStatus[] = [];
+    try {
+      for (const url of [lite.url, h.url]) {
+        const page = await openTestPage(browser, pages);
+        try {
+          const before = guacd.connections.length;
+          await page.evaluate(`window.recgwTest.startLive(${JSON.stringify(url)}, ${JSON.stringify(token)}, null)`);
+          await waitFor(() => guacd.connections.length === before + 1, 10_000);
+          const conn = guacd.connections[before]!;
+          await conn.replayed;
+          await waitForAsync(async () => ((await page.evaluate('window.recgwTest.liveStatus()')) as LiveStatus).syncs >= conn.syncsSent, 15_000);
+          const s = (await page.evaluate('window.recgwTest.liveStatus()')) as LiveStatus;
+          expect(s.uuid).toBe(conn.id);
+          expect(s.syncs).toBe(conn.syncsSent);
+          results.push(s);
+          await page.evaluate('window.recgwTest.disconnect()');
+          await conn.closed;
+        } finally {
+          await page.close();
+        }
+      }
+      const [viaLite, viaUs] = results.map((r) => ({ states: r.states, errors: r.errors, tunnelErrors: r.tunnelErrors, syncs: r.syncs, width: r.width, height: r.height }));
+      expect(viaLite!.states.at(-1)).toBe(CLIENT_CONNECTED);
+      expect(viaUs).toEqual(viaLite);
+    } finally {
+      await lite.close();
+      await h.stop();
+      await guacd.close();
+    }
+  });
+});
+
+/** guacamole-lite 1.2.0 as published (CommonJS, no types), on a random port, pointed at `guacd`. */
+async function startGuacamoleLite(guacd: FakeGuacd): Promise<{ url: string; close(): Promise<void> }> {
+  const require = createRequire(import.meta.url);
+  const GuacamoleLite = require('guacamole-lite') as new (
+    ws: { server: Server },
+    guacd: { host: string; port: number },
+    client: Record<string, unknown>,
+  ) => { close(): void };
+  const server = createServer();
+  // It console.logs every connection whatever its log level (one of its defects).
+  const quiet = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+  const lite = new GuacamoleLite({ server }, { host: guacd.host, port: guacd.port }, {
+    crypt: { cypher: 'AES-256-CBC', key: TEST_TOKEN_KEY },
+    log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+    async close() {
+      lite.close(); // also removes the SIGTERM/SIGINT handlers it installed
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      quiet.mockRestore();
+    },
+  };
 }
 
 async function waitFor(check: () => boolean, timeoutMs: number): Promise<void> {
