@@ -1,21 +1,13 @@
 import type { RecgwError } from '../errors.js';
 import type { Instruction } from '../protocol/index.js';
+import type { SessionStartInfo } from '../recording/recorder.js';
 
 // What the gateway needs from the recorder (src/recording/recorder.ts). Declared here as
 // structural types so the gateway depends on a small surface, not the recorder's internals;
 // the recorder's Recorder and SessionRecording classes satisfy them as they are.
 
-export interface RecordingStartInfo {
-  sessionId: string;
-  protocol: string;
-  userId?: string;
-  username?: string;
-  imageId?: string;
-  imageFriendlyName?: string;
-  clientIp: string;
-  forwardedForClientIp?: string;
-  userAgent?: string;
-}
+/** What a recording starts with: the recorder's own type, so the two never drift apart. */
+export type RecordingStartInfo = SessionStartInfo;
 
 /** One live session's recording: the tap the relay feeds. */
 export interface RecordingTap {
