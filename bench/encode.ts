@@ -5,19 +5,21 @@
 // Each run is a fresh child process so peak RSS is that run's alone.
 //   npx tsx bench/encode.ts            all fixtures, both settings
 //   npx tsx bench/encode.ts --big      also a ~150 MiB segment (vnc-desktop repeated, timestamps shifted)
+//   npx tsx bench/encode.ts --preset veryfast   another x264 preset (default superfast)
 import { fork } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { encodeRecording } from '../src/encoding/encode-segment.js';
+import { encodeRecording, type ClipSettings } from '../src/encoding/encode-segment.js';
 import { locateFfmpeg } from '../src/encoding/ffmpeg-binary.js';
 import { encodeInstruction, parseAll } from '../src/protocol/index.js';
 import { PACKAGE_ROOT } from '../src/runtime-paths.js';
 
 interface RunSpec {
   input: string;
+  preset: NonNullable<ClipSettings['preset']>;
   label: string;
   framerate: number;
   bitrate: number;
@@ -69,7 +71,7 @@ async function runOne(spec: RunSpec): Promise<RunResult> {
   const r = await encodeRecording({
     input: spec.input,
     output: join(out, 'clip.mp4'),
-    settings: { framerate: spec.framerate, bitrate: spec.bitrate, width: spec.width, height: spec.height, threads: 2 },
+    settings: { framerate: spec.framerate, bitrate: spec.bitrate, width: spec.width, height: spec.height, threads: 2, preset: spec.preset },
     ffmpeg,
     onFfmpegStart: (pid) => {
       sampler = setInterval(() => (ffmpegPeak = Math.max(ffmpegPeak, vmHwmMb(pid))), 20);
@@ -80,7 +82,7 @@ async function runOne(spec: RunSpec): Promise<RunResult> {
   const cpu = process.cpuUsage(cpu0);
   return {
     label: spec.label,
-    settings: `${spec.width ? `${spec.width}x${spec.height}` : 'source'} ${spec.framerate}fps ${spec.bitrate / 1000}k`,
+    settings: `${spec.width ? `${spec.width}x${spec.height}` : 'source'} ${spec.framerate}fps ${spec.bitrate / 1000}k ${spec.preset}`,
     durationS: r.durationMs / 1000,
     wallS,
     rtf: r.durationMs / 1000 / wallS,
@@ -120,14 +122,17 @@ async function bigRecording(times: number): Promise<string> {
 async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const specs: RunSpec[] = [];
+  const presetArg = process.argv.indexOf('--preset');
+  const preset = (presetArg >= 0 ? process.argv[presetArg + 1] : 'superfast') as RunSpec['preset'];
   for (const name of ['vnc-desktop', 'ssh-terminal', 'rdp-desktop']) {
     const input = join(PACKAGE_ROOT, 'fixtures', 'recordings', `${name}.gz`);
-    specs.push({ input, label: name, framerate: 25, bitrate: 2_000_000, width: 1024, height: 768 });
-    specs.push({ input, label: name, framerate: 10, bitrate: 1_000_000, width: 0, height: 0 });
+    // guacenc's anchor settings (1024×768, 25 fps, its default 2 Mbit/s), then recgw's defaults.
+    specs.push({ input, label: name, preset, framerate: 25, bitrate: 2_000_000, width: 1024, height: 768 });
+    specs.push({ input, label: name, preset, framerate: 10, bitrate: 1_000_000, width: 0, height: 0 });
   }
   if (process.argv.includes('--big')) {
     const big = await bigRecording(31);
-    specs.push({ input: big, label: 'vnc×31 (150 MiB)', framerate: 10, bitrate: 1_000_000, width: 0, height: 0 });
+    specs.push({ input: big, label: 'vnc×31 (150 MiB)', preset, framerate: 10, bitrate: 1_000_000, width: 0, height: 0 });
   }
   const ffmpeg = await locateFfmpeg();
   console.log(`ffmpeg ${ffmpeg.version} (${ffmpeg.source}); ${(await import('node:os')).availableParallelism()} cores`);
