@@ -66,9 +66,14 @@ if (!token) {
   };
   client.onsync = () => { demo.syncs++; };
 
-  // Mouse moves go to guacd and into the recording as mouse lines.
+  // Mouse moves go to guacd and into the recording as mouse lines (display scale undone).
   const mouse = new Guacamole.Mouse(display.getElement());
   mouse.onEach(['mousedown', 'mouseup', 'mousemove'], (e) => client.sendMouseState(e.state, true));
+
+  // Keys go to guacd too (recorded only with RECORDING_INCLUDE_KEYS=true).
+  const keyboard = new Guacamole.Keyboard(document);
+  keyboard.onkeydown = (keysym) => { client.sendKeyEvent(1, keysym); };
+  keyboard.onkeyup = (keysym) => { client.sendKeyEvent(0, keysym); };
 
   window.addEventListener('beforeunload', () => client.disconnect());
   client.connect('token=' + encodeURIComponent(token));

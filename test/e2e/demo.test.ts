@@ -5,6 +5,7 @@ import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAll } from '../../src/protocol/index.js';
 import { Chromium } from '../support/guac-browser.js';
 
 // `recgw demo` as a person runs it: the launcher in bin/, compiled dist/, a fresh folder, port 0.
@@ -68,6 +69,10 @@ describe('recgw demo', () => {
       expect({ width: s.width, height: s.height }).toEqual({ width: 1024, height: 768 });
       expect(s.variance).toBeGreaterThan(0);
       await page.screenshot({ path: '/tmp/recgw-demo.png' });
+      // A person moving the mouse over the picture (it starts 32 px down, under the header).
+      await page.mouse.move(300, 300);
+      await page.mouse.move(310, 320);
+      await new Promise((resolve) => setTimeout(resolve, 300));
 
       child.kill('SIGTERM');
       const exit = await exited(child);
@@ -92,6 +97,8 @@ describe('recgw demo', () => {
       const recorded = await readFile(join(sessions, ids[0]!, journal.segments[0]!.file));
       expect(recorded.subarray(-1).toString()).toBe(';');
       expect(recorded.includes('4.sync,')).toBe(true);
+      const mice = parseAll(recorded).filter((i) => i.opcode === 'mouse' && i.argCount === 4);
+      expect(mice.map((m) => [m.intArg(0), m.intArg(1)])).toContainEqual([310, 288]);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
