@@ -75,8 +75,10 @@ describe.each([
       await page.screenshot({ path: `/tmp/recgw-player-${name}.png` });
 
       // guacamole-common-js 1.5.0 (npm) cannot play a Blob at all: its constructor reads the
-      // Blob through a variable it never assigns (any recording, ours or guacd's). Pinned so an
-      // upgrade that fixes it is noticed; until then recordings are served over HTTP.
+      // Blob through a variable it never assigns, whatever the recording (GUACAMOLE-1793, fixed
+      // upstream in 1.5.3 by apache/guacamole-client#877; still open for the npm package as
+      // tophcodes/guacamole-common-js#32). Pinned so an upgrade that fixes it is noticed; until
+      // then players load recordings over HTTP (StaticHTTPTunnel), as Guacamole's own does.
       const blobPage = await openTestPage(browser, pages);
       try {
         await expect(blobPage.evaluate(`window.recgwTest.playRecording(${JSON.stringify(url)}, 'blob')`)).rejects.toThrow(/reading 'size'/);
