@@ -1,27 +1,22 @@
 // Relay throughput: the largest shared recording (vnc-desktop, ~4.9 MB) replayed by the guacd
-// stand-in as fast as it can send, looped to ~100 MB in one session, through three relays in one
-// run: bare guacamole-lite 1.2.0, recgw with recording off, recgw with recording on (real
-// Recorder writing a temp spool). Prints MB/s for each and the ratios.
+// stand-in as fast as it can send, looped to ~100 MB in one session, through three relays:
+// bare guacamole-lite 1.2.0, recgw with recording off, recgw with recording on (real Recorder
+// writing a temp spool). Prints, per relay, MB/s and the relay process's CPU seconds per 100 MB,
+// medians over the rounds, and the ratios.
 //
-//   npx tsx bench/relay.ts [--loops 20] [--rounds 3]
+//   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process]
 //
-// Everything (stand-in, relay, client) shares this one process, as in the measured guacamole-lite
-// figure in GUACAMOLE_FACTS.md; the client only counts bytes, so the relay is what is measured.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+// Each relay runs in a child process of its own (bench/relay-server.ts), as in production where
+// guacd and the browser are on other machines; the stand-in and the client (which only counts
+// bytes) stay in this process, so the relay's CPU figure is its own. --in-process runs the
+// relays in this process instead (the old mode; CPU then covers stand-in and client too).
+// Rounds interleave the relays (A B C A B C ...) so load on the machine hits all of them alike.
+import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { loadConfig } from '../src/config/config.js';
-import { Gateway } from '../src/gateway/gateway.js';
 import { encryptToken } from '../src/gateway/token.js';
-import { createTestLoggers } from '../src/observability/logger.js';
-import { JournalStore } from '../src/recording/journal.js';
-import { Recorder } from '../src/recording/recorder.js';
-import type { SessionRecorder } from '../src/gateway/recording-port.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
+import { startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number): number => {
@@ -29,17 +24,12 @@ const opt = (name: string, fallback: number): number => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const LOOPS = opt('loops', 20);
-const ROUNDS = opt('rounds', 3);
+const ROUNDS = opt('rounds', 5);
+const IN_PROCESS = args.includes('--in-process');
 const KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
-
-const require = createRequire(import.meta.url);
-// guacamole-lite is CommonJS without types; only its server class is used.
-const GuacamoleLite = require('guacamole-lite') as new (
-  ws: { server: Server },
-  guacd: { host: string; port: number },
-  client: Record<string, unknown>,
-) => { close(): void };
+/** After a session, before reading the relay's CPU: lets it close, fsync and seal the recording. */
+const SETTLE_MS = 200;
 
 interface Run {
   bytes: number;
@@ -47,6 +37,13 @@ interface Run {
   seconds: number;
   /** WebSocket open to first message: admission, recording start, guacd handshake. */
   setupMs: number;
+}
+
+/** A relay under test, wherever it runs; cpuSeconds() is its process's CPU time so far. */
+interface Relay {
+  url: string;
+  cpuSeconds(): Promise<number>;
+  close(): Promise<void>;
 }
 
 /** One session through the relay at `url`. */
@@ -68,99 +65,121 @@ function session(url: string, token: string): Promise<Run> {
   });
 }
 
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+interface ChildMessage {
+  type: 'ready' | 'cpu';
+  url?: string;
+  user?: number;
+  system?: number;
 }
+
+function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<ChildMessage> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: ChildMessage): void => {
+      if (msg.type !== type) return;
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      resolve(msg);
+    };
+    const onExit = (code: number | null): void => reject(new Error(`relay child exited (${code}) waiting for ${type}`));
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
+  const child = fork(join(import.meta.dirname, 'relay-server.ts'), [kind, guacd.host, String(guacd.port), KEY.toString('hex')], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const ready = await nextMessage(child, 'ready');
+  return {
+    url: ready.url!,
+    cpuSeconds: async () => {
+      const reply = nextMessage(child, 'cpu');
+      child.send({ type: 'cpu' });
+      const { user, system } = await reply;
+      return (user! + system!) / 1e6;
+    },
+    close: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send({ type: 'stop' });
+      await exited;
+    },
+  };
+}
+
+async function inProcessRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
+  const relay: RunningRelay = await startRelay(kind, guacd, KEY);
+  return {
+    url: relay.url,
+    cpuSeconds: async () => {
+      const { user, system } = process.cpuUsage();
+      return (user + system) / 1e6;
+    },
+    close: () => relay.close(),
+  };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
 async function main(): Promise<void> {
   const guacd = await FakeGuacd.start({ replay: FIXTURE, loops: LOOPS, keepSent: false, chunkSize: 64 * 1024 });
-  const tmp = await mkdtemp(join(tmpdir(), 'recgw-bench-'));
-  const config = loadConfig({
-    TOKEN_KEY: KEY.toString('utf8'),
-    GUACD_HOST: guacd.host,
-    GUACD_PORT: String(guacd.port),
-    RECORDING_SPOOL_DIR: join(tmp, 'spool'),
-    RECORDING_MIN_FREE_BYTES: '1',
-  });
-  const loggers = createTestLoggers(undefined, 'info');
-  const recorder = new Recorder({
-    spoolDir: config.recording.spoolDir,
-    segmentBytes: config.recording.segmentBytes,
-    includeKeys: false,
-    includeClipboard: false,
-    includeAudio: false,
-    journals: new JournalStore(config.recording.spoolDir),
-    logger: loggers.app,
-    onSealed: () => undefined,
-  });
-
-  // guacamole-lite console.logs every connection whatever its log level; keep the output readable.
-  const consoleLog = console.log;
-  console.log = () => undefined;
-  const liteServer = createServer();
-  const lite = new GuacamoleLite({ server: liteServer }, { host: guacd.host, port: guacd.port }, {
-    crypt: { cypher: 'AES-256-CBC', key: KEY },
-    log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
-    maxInactivityTime: 0,
-  });
-  const liteUrl = await listen(liteServer);
-
-  const ourServer = createServer();
-  const gateway = new Gateway({ config, recorder: recorder as SessionRecorder, loggers });
-  gateway.attach(ourServer);
-  const ourUrl = await listen(ourServer);
-
+  const start = IN_PROCESS ? inProcessRelay : childRelay;
   const payload = (recording: boolean, n: number) => ({
     connection: { type: 'vnc' as const, settings: { hostname: 'bench' } },
     session: { id: `bench-${recording ? 'rec' : 'norec'}-${n}` },
     recording,
   });
-  const ways = {
-    'guacamole-lite 1.2.0': (n: number) => session(liteUrl, encryptToken(payload(false, n), KEY)),
-    'recgw, recording off': (n: number) => session(ourUrl, encryptToken(payload(false, n), KEY)),
-    'recgw, recording on': (n: number) => session(ourUrl, encryptToken(payload(true, n), KEY)),
-  };
-  const results: Record<string, number[]> = {};
-  // CPU seconds per 100 MB (the whole process: stand-in, relay, client, libuv threads): a figure
-  // that a busy machine disturbs far less than wall-clock MB/s.
+  // One relay (and so one process) per way: recording off gets a process that never recorded.
+  const ways: Array<{ name: string; relay: Relay; token: (n: number) => string }> = [
+    { name: 'guacamole-lite 1.2.0', relay: await start('lite', guacd), token: (n) => encryptToken(payload(false, n), KEY) },
+    { name: 'recgw, recording off', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(false, n), KEY) },
+    { name: 'recgw, recording on', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(true, n), KEY) },
+  ];
+  const rate: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
-  // Warm-up, then rounds alternating the three ways so drift hits them alike.
-  await ways['recgw, recording off'](0);
+  const where = IN_PROCESS ? 'whole bench process' : 'relay process';
+  process.stdout.write(`${LOOPS} x vnc-desktop per session, ${ROUNDS} rounds, relays ${IN_PROCESS ? 'in this process' : 'in child processes'}\n`);
+  // Warm-up (JIT, first-connection costs) for every relay, then the measured rounds.
+  for (const w of ways) await session(w.relay.url, w.token(0));
   for (let r = 1; r <= ROUNDS; r++) {
-    for (const [name, run] of Object.entries(ways)) {
-      const cpuBefore = process.cpuUsage();
-      const { bytes, seconds, setupMs } = await run(r);
-      const used = process.cpuUsage(cpuBefore);
-      const cpuPer100MB = ((used.user + used.system) / 1e6) * (100e6 / bytes);
-      (results[name] ??= []).push(bytes / 1e6 / seconds);
-      (cpu[name] ??= []).push(cpuPer100MB);
+    for (const w of ways) {
+      const before = await w.relay.cpuSeconds();
+      const { bytes, seconds, setupMs } = await session(w.relay.url, w.token(r));
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const used = (await w.relay.cpuSeconds()) - before;
+      const mb = bytes / 1e6;
+      const cpuPer100MB = used * (100 / mb);
+      (rate[w.name] ??= []).push(mb / seconds);
+      (cpu[w.name] ??= []).push(cpuPer100MB);
       process.stdout.write(
-        `round ${r} ${name.padEnd(22)} ${(bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(2)} s = ${(bytes / 1e6 / seconds).toFixed(1)} MB/s (set-up ${setupMs.toFixed(0)} ms, CPU ${cpuPer100MB.toFixed(2)} s/100 MB)\n`,
+        `round ${r} ${w.name.padEnd(22)} ${mb.toFixed(1)} MB in ${seconds.toFixed(2)} s = ${(mb / seconds).toFixed(1).padStart(6)} MB/s  ` +
+          `CPU ${cpuPer100MB.toFixed(2)} s/100 MB (${where})  set-up ${setupMs.toFixed(0)} ms\n`,
       );
     }
   }
 
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const lit = median(results['guacamole-lite 1.2.0']!);
-  const off = median(results['recgw, recording off']!);
-  const on = median(results['recgw, recording on']!);
-  process.stdout.write(`\nmedian of ${ROUNDS} rounds, ${LOOPS} x vnc-desktop (${((guacd.replayBytes.length * LOOPS) / 1e6).toFixed(0)} MB) per session:\n`);
-  const cpuOf = (name: string): string => `${median(cpu[name]!).toFixed(2)} CPU s/100 MB`;
-  process.stdout.write(`  guacamole-lite 1.2.0   ${lit.toFixed(1)} MB/s   ${cpuOf('guacamole-lite 1.2.0')}\n`);
-  process.stdout.write(`  recgw, recording off   ${off.toFixed(1)} MB/s   ${cpuOf('recgw, recording off')}\n`);
-  process.stdout.write(`  recgw, recording on    ${on.toFixed(1)} MB/s   ${cpuOf('recgw, recording on')}\n`);
-  process.stdout.write(`  recording on / off     ${(on / off).toFixed(2)}  (target >= 0.90)\n`);
-  process.stdout.write(`  recgw off / lite       ${(off / lit).toFixed(2)}  (target >= 1.00)\n`);
-  process.stdout.write(`  recgw on / lite        ${(on / lit).toFixed(2)}\n`);
+  const lite = 'guacamole-lite 1.2.0';
+  const off = 'recgw, recording off';
+  const on = 'recgw, recording on';
+  const r = (name: string): number => median(rate[name]!);
+  const c = (name: string): number => median(cpu[name]!);
+  process.stdout.write(`\nmedians of ${ROUNDS} rounds, ${((guacd.replayBytes.length * LOOPS) / 1e6).toFixed(0)} MB per session:\n`);
+  process.stdout.write(`  relay                     MB/s   CPU s/100 MB (${where})\n`);
+  for (const name of [lite, off, on]) {
+    process.stdout.write(`  ${name.padEnd(22)} ${r(name).toFixed(1).padStart(7)}   ${c(name).toFixed(2).padStart(6)}\n`);
+  }
+  process.stdout.write(`  ratios                    MB/s   CPU\n`);
+  process.stdout.write(`  recording on / off     ${(r(on) / r(off)).toFixed(2).padStart(7)}   ${(c(on) / c(off)).toFixed(2).padStart(6)}   (target MB/s >= 0.90)\n`);
+  process.stdout.write(`  recgw off / lite       ${(r(off) / r(lite)).toFixed(2).padStart(7)}   ${(c(off) / c(lite)).toFixed(2).padStart(6)}   (target MB/s >= 1.00)\n`);
+  process.stdout.write(`  recgw on / lite        ${(r(on) / r(lite)).toFixed(2).padStart(7)}   ${(c(on) / c(lite)).toFixed(2).padStart(6)}\n`);
 
-  await gateway.close();
-  lite.close();
-  console.log = consoleLog;
-  await new Promise<void>((resolve) => ourServer.close(() => resolve()));
-  await new Promise<void>((resolve) => liteServer.close(() => resolve()));
+  for (const w of ways) await w.relay.close();
   await guacd.close();
-  await rm(tmp, { recursive: true, force: true });
 }
 
 await main();

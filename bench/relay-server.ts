@@ -1,0 +1,118 @@
+// One relay under test for bench/relay.ts: bare guacamole-lite 1.2.0 or recgw's Gateway (with a
+// real Recorder writing a temp spool). bench/relay.ts forks this file once per relay
+// (`node --import tsx bench/relay-server.ts`) so each relay has a process of its own, as in
+// production where guacd and the browser are on other machines; it also imports startRelay()
+// for its --in-process mode.
+//
+// IPC (child mode): the child sends { type: 'ready', url } once listening; on { type: 'cpu' } it
+// answers { type: 'cpu', user, system } (process.cpuUsage(), microseconds, all threads — libuv's
+// file writes included); on { type: 'stop' } it closes everything and exits.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../src/config/config.js';
+import { Gateway } from '../src/gateway/gateway.js';
+import type { SessionRecorder } from '../src/gateway/recording-port.js';
+import { createTestLoggers } from '../src/observability/logger.js';
+import { JournalStore } from '../src/recording/journal.js';
+import { Recorder } from '../src/recording/recorder.js';
+
+export type RelayKind = 'lite' | 'recgw';
+
+export interface RunningRelay {
+  /** ws:// URL the client connects to (token goes in ?token=). */
+  url: string;
+  close(): Promise<void>;
+}
+
+const require = createRequire(import.meta.url);
+// guacamole-lite is CommonJS without types; only its server class is used.
+const GuacamoleLite = require('guacamole-lite') as new (
+  ws: { server: Server },
+  guacd: { host: string; port: number },
+  client: Record<string, unknown>,
+) => { close(): void };
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+}
+
+/** Starts one relay in this process, talking to the guacd stand-in at host:port. */
+export async function startRelay(kind: RelayKind, guacd: { host: string; port: number }, key: Buffer): Promise<RunningRelay> {
+  const server = createServer();
+  if (kind === 'lite') {
+    // guacamole-lite console.logs every connection whatever its log level; keep output readable.
+    console.log = () => undefined;
+    const lite = new GuacamoleLite({ server }, guacd, {
+      crypt: { cypher: 'AES-256-CBC', key },
+      log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
+      maxInactivityTime: 0,
+    });
+    const url = await listen(server);
+    return {
+      url,
+      close: async () => {
+        lite.close();
+        await new Promise<void>((done) => server.close(() => done()));
+      },
+    };
+  }
+  const tmp = await mkdtemp(join(tmpdir(), 'recgw-bench-'));
+  const config = loadConfig({
+    TOKEN_KEY: key.toString('utf8'),
+    GUACD_HOST: guacd.host,
+    GUACD_PORT: String(guacd.port),
+    RECORDING_SPOOL_DIR: join(tmp, 'spool'),
+    RECORDING_MIN_FREE_BYTES: '1',
+  });
+  const loggers = createTestLoggers(undefined, 'info');
+  const recorder = new Recorder({
+    spoolDir: config.recording.spoolDir,
+    segmentBytes: config.recording.segmentBytes,
+    includeKeys: false,
+    includeClipboard: false,
+    includeAudio: false,
+    journals: new JournalStore(config.recording.spoolDir),
+    logger: loggers.app,
+    onSealed: () => undefined,
+  });
+  const gateway = new Gateway({ config, recorder: recorder as SessionRecorder, loggers });
+  gateway.attach(server);
+  const url = await listen(server);
+  return {
+    url,
+    close: async () => {
+      await gateway.close();
+      await new Promise<void>((done) => server.close(() => done()));
+      await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+type ParentMessage = { type: 'cpu' } | { type: 'stop' };
+
+async function childMain(): Promise<void> {
+  const [kind, host, port, keyHex] = process.argv.slice(2);
+  if ((kind !== 'lite' && kind !== 'recgw') || !host || !port || !keyHex) {
+    throw new Error('usage: relay-server.ts lite|recgw <guacd host> <guacd port> <key hex>');
+  }
+  const relay = await startRelay(kind, { host, port: Number(port) }, Buffer.from(keyHex, 'hex'));
+  process.on('message', (msg: ParentMessage) => {
+    if (msg.type === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.send!({ type: 'cpu', user, system });
+    } else if (msg.type === 'stop') {
+      void relay.close().finally(() => process.exit(0));
+    }
+  });
+  process.send!({ type: 'ready', url: relay.url });
+}
+
+if (process.send && process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await childMain();
+}
