@@ -418,7 +418,7 @@ export class DisplayLayer {
 function clipSource(src: DisplayLayer, sx: number, sy: number, sw: number, sh: number): [number, number, number, number] | null {
   const cw = src.canvasWidth;
   const ch = src.canvasHeight;
-  if (sx >= cw || sy >= ch) return null;
+  if (cw === 0 || ch === 0 || sx >= cw || sy >= ch) return null;
   if (sx + sw > cw) sw = cw - sx;
   if (sy + sh > ch) sh = ch - sy;
   if (sw <= 0 || sh <= 0) return null;

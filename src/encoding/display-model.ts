@@ -73,6 +73,9 @@ const NOT_DRAWN = new Set([
 
 const EMPTY = Buffer.alloc(0);
 
+/** Largest magnitude accepted for any integer argument: the canvas takes 32-bit values only. */
+const MAX_COORDINATE = 0x3fffffff;
+
 /**
  * The Guacamole display as guacamole-common-js builds it in a browser (Guacamole.Display,
  * Guacamole.Layer), kept in @napi-rs/canvas (Skia) surfaces: layers and buffers, their tree,
@@ -133,6 +136,16 @@ export class DisplayModel {
    * the next instruction. Never throws for bad input: it is counted and skipped.
    */
   apply(ins: Instruction): void | Promise<void> {
+    try {
+      return this.#dispatch(ins);
+    } catch (err) {
+      // Validation above catches what is known to upset the canvas; this is the backstop that
+      // keeps one odd instruction from ending a whole encode.
+      this.#bad(ins, `the canvas refused it (${err instanceof Error ? err.message.slice(0, 120) : 'error'})`);
+    }
+  }
+
+  #dispatch(ins: Instruction): void | Promise<void> {
     const op = ins.opcode;
     switch (op) {
       case 'blob':
@@ -366,8 +379,8 @@ export class DisplayModel {
     const out = new Array<number>(n);
     for (let i = 0; i < n; i++) {
       const v = parseInt(ins.arg(i), 10);
-      if (!Number.isFinite(v)) {
-        this.#bad(ins, `argument ${i + 1} is not an integer`);
+      if (!Number.isFinite(v) || v > MAX_COORDINATE || v < -MAX_COORDINATE) {
+        this.#bad(ins, `argument ${i + 1} is not an integer in range`);
         return null;
       }
       out[i] = v;
@@ -385,7 +398,9 @@ export class DisplayModel {
     const layer = parseInt(ins.arg(2), 10);
     const x = parseInt(ins.arg(4), 10);
     const y = parseInt(ins.arg(5), 10);
-    if (![stream, mask, layer, x, y].every(Number.isFinite)) return this.#bad(ins, 'non-numeric argument');
+    if (![stream, mask, layer, x, y].every((v) => Number.isFinite(v) && Math.abs(v) <= MAX_COORDINATE)) {
+      return this.#bad(ins, 'non-numeric or out-of-range argument');
+    }
     this.#streams.set(stream, { stream: new ImageStream(ins.arg(3)), layer: this.#layer(layer), mask, x, y });
   }
 
