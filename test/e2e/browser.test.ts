@@ -16,8 +16,8 @@ const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 const SPEED = 20;
 // In a focused tab guacamole-common-js 1.5.0 draws one frame (one sync) per animation frame, so
 // a 20× replay leaves it about syncs/60 s behind. The desktops (about 1,200 syncs each) are
-// replayed up to their 300th sync (~1.3 MB, 13-19 s of the original); the terminal whole.
-const SYNC_LIMIT: Record<string, number> = { 'ssh-terminal': Number.POSITIVE_INFINITY, 'vnc-desktop': 300, 'rdp-desktop': 300 };
+// replayed up to their 200th sync (0.6-0.8 MB, 8 s of the original); the terminal whole.
+const SYNC_LIMIT: Record<string, number> = { 'ssh-terminal': Number.POSITIVE_INFINITY, 'vnc-desktop': 200, 'rdp-desktop': 200 };
 const MOUSE = { x: 321, y: 234 };
 
 let browser: Chromium;
@@ -108,7 +108,7 @@ function upToSync(bytes: Buffer, n: number): Buffer {
 
 describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', () => {
   it('one token, the same page: both reach CONNECTED with the same size, syncs and tunnel id form', async () => {
-    const replay = upToSync(await loadReplay(join(FIXTURES, 'ssh-terminal.gz')), 150);
+    const replay = upToSync(await loadReplay(join(FIXTURES, 'ssh-terminal.gz')), 100);
     const guacd = await FakeGuacd.start({ replay, speed: SPEED, afterReplay: 'hold' });
     const h = await GatewayHarness.start(guacd);
     const lite = await startGuacamoleLite(guacd);
