@@ -116,7 +116,8 @@ window.recgwTest = {
   },
   liveVariance() {
     return new Promise((resolve) => {
-      // flush() runs its callback once every pending draw (image decodes) is done.
+      // flush() queues a frame after every frame received so far: its callback runs once all of
+      // them are drawn (image decodes included), in a focused tab one frame per animation frame.
       live.client.getDisplay().flush(() => resolve(variance(live.client.getDisplay().flatten())));
     });
   },
