@@ -5,6 +5,7 @@
 // medians over the rounds, and the ratios.
 //
 //   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process]
+//   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
 //
 // Each relay runs in a child process of its own (bench/relay-server.ts), as in production where
 // guacd and the browser are on other machines; the stand-in and the client (which only counts
@@ -88,7 +89,8 @@ function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<C
 
 async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
   const child = fork(join(import.meta.dirname, 'relay-server.ts'), [kind, guacd.host, String(guacd.port), KEY.toString('hex')], {
-    execArgv: ['--import', 'tsx'],
+    // BENCH_RELAY_NODE_ARGS: extra node flags for the relay children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const ready = await nextMessage(child, 'ready');

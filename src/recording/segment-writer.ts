@@ -10,36 +10,37 @@ export interface WrittenSegment {
 }
 
 export interface SegmentWriterOptions {
-  /** Bytes copied into one write buffer before it is queued for the disk. */
-  chunkBytes?: number;
-  /** Most buffers handed to one writev call. */
-  batchChunks?: number;
+  /** Most pieces handed to one writev call (default and upper bound: IOV_MAX, 1024 on Linux). */
+  maxPieces?: number;
 }
 
-const DEFAULT_CHUNK_BYTES = 256 * 1024;
-const DEFAULT_BATCH_CHUNKS = 16;
+/** Linux's IOV_MAX: writev refuses more pieces than this in one call. */
+const IOV_MAX = 1024;
 
 /**
  * Appends whole instructions to one segment file without ever blocking the caller.
  *
- * append() is synchronous: it copies the bytes into a write buffer and returns; a pump started
- * on the next turn of the event loop writes full buffers with writev, so the many instructions
- * of one TCP chunk reach the disk in one system call. Every buffer holds whole instructions
- * only, and the sha256 is updated with a buffer once all of it is on the file, so after an error
- * the file can be cut back to `committedBytes` — an instruction boundary whose hash is known —
- * without reading anything back.
+ * append() is synchronous and copies nothing: it keeps a reference to the caller's bytes (slices
+ * of the socket's chunk buffers, which nothing writes to again), joining a slice that directly
+ * follows the previous one in the same parent buffer into one view, so the instructions of one
+ * TCP chunk usually become one piece. A pump started on the next turn of the event loop hands up
+ * to IOV_MAX pieces to one writev, so what a socket read delivered reaches the OS in one system
+ * call within the same turn of the event loop. Every piece holds whole instructions only, so
+ * after an error the file can be cut back to `committedBytes`, an instruction boundary.
  */
 export class SegmentWriter {
   readonly path: string;
-  readonly #chunkBytes: number;
-  readonly #batchChunks: number;
+  readonly #maxPieces: number;
   readonly #hash: Hash = createHash('sha256');
   readonly #opened: Promise<FileHandle>;
 
+  /** Closed pieces waiting for the disk, in order. */
   #queue: Buffer[] = [];
   #queuedBytes = 0;
-  #fill: Buffer | undefined;
-  #fillUsed = 0;
+  /** The open run: bytes [#runStart, #runEnd) of #runParent, not yet a view of its own. */
+  #runParent: ArrayBufferLike | undefined;
+  #runStart = 0;
+  #runEnd = 0;
   #appended = 0;
   #committed = 0;
   #pumping: Promise<void> | undefined;
@@ -51,8 +52,7 @@ export class SegmentWriter {
   /** Opens (creating or truncating) `path`; an open error surfaces like a write error. */
   constructor(path: string, options: SegmentWriterOptions = {}) {
     this.path = path;
-    this.#chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-    this.#batchChunks = options.batchChunks ?? DEFAULT_BATCH_CHUNKS;
+    this.#maxPieces = Math.max(1, Math.min(IOV_MAX, options.maxPieces ?? IOV_MAX));
     // 'w', not 'wx': the journal, not the file system, decides which numbers are free, and a
     // stale file under a number the journal hands out again holds nothing anyone can use.
     this.#opened = open(path, 'w', 0o640);
@@ -76,7 +76,7 @@ export class SegmentWriter {
 
   /** Bytes appended but not yet written. */
   get pendingBytes(): number {
-    return this.#queuedBytes + this.#fillUsed;
+    return this.#queuedBytes + (this.#runEnd - this.#runStart);
   }
 
   get failed(): boolean {
@@ -89,24 +89,25 @@ export class SegmentWriter {
     if (this.#error) listener(this.#error);
   }
 
-  /** Queues whole instructions; ignored after an error or finish(). */
+  /**
+   * Queues whole instructions; ignored after an error or finish(). Keeps a reference to `bytes`
+   * until they are written: the caller must never change them afterwards.
+   */
   append(bytes: Buffer): void {
-    if (this.#error || this.#finished || bytes.length === 0) return;
-    this.#appended += bytes.length;
-    if (bytes.length >= this.#chunkBytes) {
-      // Big enough to be a write of its own; copying would only cost time.
-      this.#flushFill();
-      this.#enqueue(Buffer.from(bytes));
+    if (this.#error || this.#finished) return;
+    const length = bytes.length;
+    if (length === 0) return;
+    this.#appended += length;
+    const parent = bytes.buffer;
+    const offset = bytes.byteOffset;
+    if (parent === this.#runParent && offset === this.#runEnd) {
+      // The next instruction of the same socket chunk: the run grows, nothing is allocated.
+      this.#runEnd += length;
     } else {
-      if (this.#fill && this.#fillUsed + bytes.length > this.#fill.length) this.#flushFill();
-      if (!this.#fill) {
-        this.#fill = Buffer.allocUnsafe(this.#chunkBytes);
-        this.#fillUsed = 0;
-      }
-      // TypedArray#set, not Buffer#copy: copy() makes a view object per call, which shows up
-      // as garbage-collector time at tens of thousands of instructions a second.
-      this.#fill.set(bytes, this.#fillUsed);
-      this.#fillUsed += bytes.length;
+      this.#closeRun();
+      this.#runParent = parent;
+      this.#runStart = offset;
+      this.#runEnd = offset + length;
     }
     this.#schedule();
   }
@@ -127,7 +128,7 @@ export class SegmentWriter {
   }
 
   async #finish(): Promise<WrittenSegment> {
-    this.#flushFill();
+    this.#closeRun();
     let fh: FileHandle;
     try {
       fh = await this.#opened;
@@ -155,12 +156,15 @@ export class SegmentWriter {
     this.#queuedBytes += buf.length;
   }
 
-  #flushFill(): void {
-    if (this.#fill && this.#fillUsed > 0) {
-      this.#enqueue(this.#fill.subarray(0, this.#fillUsed));
-      this.#fill = undefined;
-      this.#fillUsed = 0;
-    }
+  /** Turns the open run into a queued view of its parent buffer (no copy). */
+  #closeRun(): void {
+    const parent = this.#runParent;
+    if (parent === undefined) return;
+    const length = this.#runEnd - this.#runStart;
+    this.#queue.push(Buffer.from(parent, this.#runStart, length));
+    this.#queuedBytes += length;
+    this.#runParent = undefined;
+    this.#runStart = this.#runEnd = 0;
   }
 
   #schedule(): void {
@@ -184,8 +188,8 @@ export class SegmentWriter {
   async #drain(): Promise<void> {
     for (;;) {
       if (this.#pumping) await this.#pumping;
-      if (this.#error || (this.#queue.length === 0 && this.#fillUsed === 0)) return;
-      this.#flushFill();
+      if (this.#error || (this.#queue.length === 0 && this.#runParent === undefined)) return;
+      this.#closeRun();
       this.#startPump();
     }
   }
@@ -198,9 +202,15 @@ export class SegmentWriter {
       return;
     }
     while (!this.#error) {
-      if (this.#queue.length === 0) this.#flushFill();
+      this.#closeRun();
       if (this.#queue.length === 0) return;
-      const batch = this.#queue.splice(0, this.#batchChunks);
+      let batch: Buffer[];
+      if (this.#queue.length <= this.#maxPieces) {
+        batch = this.#queue;
+        this.#queue = [];
+      } else {
+        batch = this.#queue.splice(0, this.#maxPieces);
+      }
       try {
         await this.#writeBatch(fh, batch);
       } catch (err) {
@@ -249,8 +259,8 @@ export class SegmentWriter {
     // Nothing queued can be written any more; let go of it.
     this.#queue = [];
     this.#queuedBytes = 0;
-    this.#fill = undefined;
-    this.#fillUsed = 0;
+    this.#runParent = undefined;
+    this.#runStart = this.#runEnd = 0;
     this.#onError?.(err);
   }
 }

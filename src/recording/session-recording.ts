@@ -36,7 +36,7 @@ const INTEGER = /^-?\d{1,10}$/;
  * mouse moves (and keys, if configured), written to rolling segment files of one session.
  *
  * serverInstruction() and clientInstruction() run on the relay's path, so they only decide and
- * copy; the disk is written by each segment's SegmentWriter in the background, and sealing a
+ * queue a reference to the instruction's bytes (no copy); the disk is written by each segment's SegmentWriter in the background, and sealing a
  * segment (fsync, journal) happens off that path too, in segment order.
  */
 export class SessionRecording {
@@ -96,12 +96,14 @@ export class SessionRecording {
     // connection id a relay adds after `ready`), which is no part of what was displayed.
     if (raw[0] === 0x30 /* '0.' */) return;
     let syncTs: number | undefined;
-    if (raw[0] === 0x34 /* '4.sync' */ && ins.opcode === 'sync') {
+    // Byte tests, not ins.opcode: decoding the opcode string for every instruction costs more
+    // than the rest of this method on a busy relay.
+    if (raw[0] === 0x34 /* '4.sync' */ && raw[2] === 0x73 && raw[3] === 0x79 && raw[4] === 0x6e && raw[5] === 0x63) {
       syncTs = ins.intArg(0);
       this.#clock.sync(syncTs);
     }
     if (!this.#streams.keep(ins)) return;
-    if (!this.#sizeSeen && raw[0] === 0x34 /* '4.size' */ && ins.opcode === 'size' && ins.arg(0) === '0') {
+    if (!this.#sizeSeen && raw[0] === 0x34 /* '4.size' */ && raw[2] === 0x73 && raw[3] === 0x69 && ins.opcode === 'size' && ins.arg(0) === '0') {
       this.#sizeSeen = true;
       this.#noteSize(ins.intArg(1), ins.intArg(2));
     }
@@ -200,7 +202,7 @@ export class SessionRecording {
     if (w.bytes > 0 && w.bytes + bytes.length > this.#ctx.segmentBytes) this.#roll();
     this.#writer.append(bytes);
     let pending = this.#writer.pendingBytes;
-    for (const f of this.#finishing) pending += f.pendingBytes;
+    if (this.#finishing.size > 0) for (const f of this.#finishing) pending += f.pendingBytes;
     if (pending > this.#ctx.maxPendingBytes) {
       // Fail rather than pause: the tap cannot slow guacd down without freezing the user's
       // screen, and a disk that lets this much pile up is failing or far too slow. Holding more

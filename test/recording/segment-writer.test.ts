@@ -10,7 +10,7 @@ afterAll(() => spool.cleanup());
 describe('SegmentWriter', () => {
   it('writes small and chunk-sized buffers in order across event-loop turns, hashing as it goes', async () => {
     const path = join(spool.dir, 'mixed.guac');
-    const w = new SegmentWriter(path, { chunkBytes: 64, batchChunks: 3 });
+    const w = new SegmentWriter(path, { maxPieces: 3 });
     await w.opened();
     const parts: Buffer[] = [];
     for (let k = 0; k < 200; k++) {
@@ -28,6 +28,49 @@ describe('SegmentWriter', () => {
     expect(w.committedBytes).toBe(file.length);
     expect(w.pendingBytes).toBe(0);
     expect(await w.finish()).toBe(done); // idempotent
+  });
+
+  it('writes slices of shared parent buffers (with gaps, interleaved, more pieces than IOV_MAX) exactly, before finish()', async () => {
+    const path = join(spool.dir, 'slices.guac');
+    const w = new SegmentWriter(path);
+    await w.opened();
+    // Two "socket chunks" of instructions; every third instruction of chunk A is left out (a gap),
+    // and chunk B's slices are interleaved with A's, so adjacency must be checked per parent.
+    const make = (tag: string, n: number): { parent: Buffer; slices: Buffer[] } => {
+      const texts = Array.from({ length: n }, (_, k) => `3.img,${String(k).length}.${k},${tag.length}.${tag};`);
+      const parent = Buffer.from(texts.join(''));
+      const slices: Buffer[] = [];
+      let at = 0;
+      for (const t of texts) {
+        slices.push(parent.subarray(at, at + t.length));
+        at += t.length;
+      }
+      return { parent, slices };
+    };
+    const a = make('a', 3000);
+    const b = make('bb', 3000);
+    const expected: Buffer[] = [];
+    for (let k = 0; k < 3000; k++) {
+      if (k % 3 !== 2) {
+        w.append(a.slices[k]!);
+        expected.push(a.slices[k]!);
+      }
+      if (k % 500 < 300) {
+        // runs of B long enough to join, broken up by A often enough to pass 1024 pieces in one turn
+        w.append(b.slices[k]!);
+        expected.push(b.slices[k]!);
+      }
+    }
+    const want = Buffer.concat(expected);
+    expect(w.pendingBytes).toBe(want.length);
+    // The bytes reach the OS within a few event-loop turns, without finish().
+    const deadline = Date.now() + 2000;
+    while (readFileSync(path).length < want.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    expect(readFileSync(path).equals(want)).toBe(true);
+    expect(w.pendingBytes).toBe(0);
+    expect(w.committedBytes).toBe(want.length);
+    const done = await w.finish();
+    expect(done).toEqual({ bytes: want.length, sha256: sha256(want) });
   });
 
   it('reports ENOSPC once and says nothing reached the file', async () => {
