@@ -372,6 +372,11 @@ export class DisplayLayer {
     this.#ctx.miterLimit = limit;
   }
 
+  /** Straight-alpha RGBA of a rectangle of the canvas (what getImageData gives). */
+  readPixels(x: number, y: number, w: number, h: number): Uint8ClampedArray {
+    return this.#ctx.getImageData(x, y, w, h).data as Uint8ClampedArray;
+  }
+
   /** Pixels of the whole canvas as PNG (exact: premultiplied values survive the round trip). */
   toPng(): Buffer {
     return this.#canvas.encodeSync('png');

@@ -100,6 +100,8 @@ export class DisplayModel {
   #frame: Canvas | null = null;
   #frameCtx: SKRSContext2D | null = null;
   #out: Buffer = EMPTY;
+  /** The cursor image's premultiplied RGBA, read once per cursor change. */
+  #cursorPixels: Buffer | null = null;
   /** Changed area of the frame since the last render(), in frame coordinates. */
   readonly #dirty = new DirtyRegion();
 
@@ -222,43 +224,107 @@ export class DisplayModel {
       this.#dirty.take(0, 0);
       return EMPTY;
     }
-    if (!this.#frame || this.#frame.width !== w || this.#frame.height !== h) {
-      this.#frame = createCanvas(w, h);
-      this.#frameCtx = this.#frame.getContext('2d');
+    if (this.#out.length !== w * h * 4) {
       this.#out = Buffer.alloc(w * h * 4);
       this.#dirty.add(0, 0, w, h);
     }
     const rects = this.#dirty.take(w, h);
     if (rects.length === 0) return this.#out;
-    const ctx = this.#frameCtx!;
-    ctx.save();
-    ctx.beginPath();
-    for (const r of rects) ctx.rect(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0);
-    ctx.clip();
-    ctx.globalCompositeOperation = 'source-over';
-    ctx.globalAlpha = 1;
-    // Transparent parts of layer 0 show black, as in guacenc's frames.
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, w, h);
-    this.#drawLayer(ctx, this.#root, 0, 0, 1);
-    const c = this.#cursor;
-    if (c.shown && c.canvas) {
+    // Where anything under the cursor changes, the whole cursor box is read afresh and the
+    // cursor blended on top again (it is never blended onto itself).
+    const cursor = this.#cursorBox(w, h);
+    const redrawCursor = cursor !== null && rects.some((r) => r.x0 < cursor.x1 && cursor.x0 < r.x1 && r.y0 < cursor.y1 && cursor.y0 < r.y1);
+    if (redrawCursor) rects.push(cursor);
+
+    const root = this.#root;
+    if (root.children.length === 0 && root.alpha === 0xff && !root.matrix) {
+      // Only layer 0 is on screen (VNC and RDP sessions, always): read its pixels straight out.
+      // Drawing it onto a frame canvas first would make Skia copy the whole layer on its next
+      // change (copy-on-write of the snapshot drawImage takes), for every frame.
+      for (const r of rects) this.#copyOver(root.readPixels(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0), r, w);
+    } else {
+      const ctx = this.#frameContext(w, h);
+      ctx.save();
+      ctx.beginPath();
+      for (const r of rects) ctx.rect(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0);
+      ctx.clip();
+      ctx.globalCompositeOperation = 'source-over';
       ctx.globalAlpha = 1;
-      ctx.drawImage(c.canvas, c.x - c.hotspotX, c.y - c.hotspotY);
+      // Transparent parts of layer 0 show black, as in guacenc's frames.
+      ctx.fillStyle = '#000';
+      ctx.fillRect(0, 0, w, h);
+      this.#drawLayer(ctx, root, 0, 0, 1);
+      ctx.restore();
+      for (const r of rects) this.#copyOver(ctx.getImageData(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0).data, r, w);
     }
-    ctx.restore();
-    for (const { x0, y0, x1, y1 } of rects) {
-      const pixels = ctx.getImageData(x0, y0, x1 - x0, y1 - y0).data;
-      if (x0 === 0 && x1 === w) {
-        this.#out.set(pixels, y0 * w * 4);
-        continue;
-      }
-      const rowBytes = (x1 - x0) * 4;
-      for (let y = y0; y < y1; y++) {
-        this.#out.set(pixels.subarray((y - y0) * rowBytes, (y - y0 + 1) * rowBytes), (y * w + x0) * 4);
-      }
-    }
+    if (redrawCursor) this.#blendCursor(w, h);
     return this.#out;
+  }
+
+  #frameContext(w: number, h: number): SKRSContext2D {
+    if (!this.#frame || this.#frame.width !== w || this.#frame.height !== h) {
+      this.#frame = createCanvas(w, h);
+      this.#frameCtx = this.#frame.getContext('2d');
+    }
+    return this.#frameCtx!;
+  }
+
+  /**
+   * Copies straight-alpha RGBA `pixels` of rectangle `r` into the frame as if drawn over black:
+   * a pixel of alpha a becomes round(c·a/255), which is exactly the premultiplied value Skia
+   * stored (straight values come from dividing it by a), so both render paths agree to the bit.
+   */
+  #copyOver(pixels: Uint8ClampedArray, r: Bounds, w: number): void {
+    const out = this.#out;
+    const rowBytes = (r.x1 - r.x0) * 4;
+    for (let y = r.y0; y < r.y1; y++) {
+      const from = (y - r.y0) * rowBytes;
+      const to = (y * w + r.x0) * 4;
+      out.set(pixels.subarray(from, from + rowBytes), to);
+      for (let i = to + 3, end = to + rowBytes; i < end; i += 4) {
+        const a = out[i]!;
+        if (a === 0xff) continue;
+        out[i - 3] = Math.round((out[i - 3]! * a) / 255);
+        out[i - 2] = Math.round((out[i - 2]! * a) / 255);
+        out[i - 1] = Math.round((out[i - 1]! * a) / 255);
+        out[i] = 0xff;
+      }
+    }
+  }
+
+  /** The cursor's box on the frame (clipped), or null when it is not drawn. */
+  #cursorBox(w: number, h: number): Bounds | null {
+    const c = this.#cursor;
+    if (!c.shown || !c.canvas) return null;
+    const x0 = Math.max(0, c.x - c.hotspotX);
+    const y0 = Math.max(0, c.y - c.hotspotY);
+    const x1 = Math.min(w, c.x - c.hotspotX + c.canvas.width);
+    const y1 = Math.min(h, c.y - c.hotspotY + c.canvas.height);
+    return x1 > x0 && y1 > y0 ? { x0, y0, x1, y1 } : null;
+  }
+
+  /** Source-over of the cursor's premultiplied pixels onto the (opaque) frame. */
+  #blendCursor(w: number, h: number): void {
+    const c = this.#cursor;
+    const box = this.#cursorBox(w, h);
+    if (!box || !c.canvas) return;
+    const pixels = (this.#cursorPixels ??= c.canvas.data());
+    const cw = c.canvas.width;
+    const left = c.x - c.hotspotX;
+    const top = c.y - c.hotspotY;
+    const out = this.#out;
+    for (let y = box.y0; y < box.y1; y++) {
+      let src = ((y - top) * cw + (box.x0 - left)) * 4;
+      let dst = (y * w + box.x0) * 4;
+      for (let x = box.x0; x < box.x1; x++, src += 4, dst += 4) {
+        const a = pixels[src + 3]!;
+        if (a === 0) continue;
+        const keep = 255 - a;
+        out[dst] = pixels[src]! + Math.round((out[dst]! * keep) / 255);
+        out[dst + 1] = pixels[src + 1]! + Math.round((out[dst + 1]! * keep) / 255);
+        out[dst + 2] = pixels[src + 2]! + Math.round((out[dst + 2]! * keep) / 255);
+      }
+    }
   }
 
   /**
@@ -664,6 +730,7 @@ export class DisplayModel {
     } else {
       c.canvas = null;
     }
+    this.#cursorPixels = null;
     this.#touchCursor();
   }
 

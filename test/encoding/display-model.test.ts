@@ -375,9 +375,12 @@ describe('cursor', () => {
 
   it('takes a new cursor image and hotspot', async () => {
     const m = new DisplayModel();
-    await feed(m, I('size', 0, 64, 64), ...cursorImage(0, 0), I('mouse', 30, 30), fill(0xc, -2, 0, 0, 2, 2, GREEN), I('cursor', 1, 1, -2, 0, 0, 2, 2));
-    expectPixel(m, 29, 29, GREEN, 0);
+    await feed(m, I('size', 0, 64, 64), ...cursorImage(0, 0), I('mouse', 30, 30), fill(0xc, -2, 0, 0, 2, 2, RED), I('cursor', 1, 1, -2, 0, 0, 2, 2));
+    expectPixel(m, 29, 29, RED, 0);
     expectPixel(m, 32, 32, BLACK, 0);
+    // Half-transparent cursor pixels blend over the display.
+    await feed(m, fill(0xe, 0, 0, 0, 64, 64, BLUE), fill(0xc, -3, 0, 0, 2, 2, [255, 0, 0, 128]), I('cursor', 0, 0, -3, 0, 0, 2, 2));
+    expectPixel(m, 30, 30, [128, 0, 127, 255]);
   });
 });
 
