@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
+import { DisplayModel } from '../../src/encoding/display-model.js';
 import { parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
@@ -8,7 +9,8 @@ import { Chromium, PageServer, openTestPage, type PlaybackResult } from '../supp
 
 // "A recording written this way plays in guacamole-common-js's SessionRecording player": a
 // session relayed and recorded by the gateway (rolled into several segments, with the client's
-// mouse lines) is concatenated and played by Guacamole.SessionRecording 1.5.0 in Chromium.
+// mouse lines) is concatenated and played by Guacamole.SessionRecording 1.5.0 in Chromium; and
+// "state + segment replays alone in any Guacamole player" (DESIGN.md) is held to the same player.
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 
@@ -30,7 +32,7 @@ describe.each([
   ['ssh-terminal', 128 * 1024, Number.POSITIVE_INFINITY],
   ['rdp-desktop', 256 * 1024, 200],
 ] as const)('gateway recording of %s in Guacamole.SessionRecording', (name, segmentBytes, syncLimit) => {
-  it('loads, lasts the sync span of the recording, and shows the picture at its end', async () => {
+  it('loads, lasts the sync span of the recording, shows the picture at its end; the last segment opened by the state before it ends on the same picture', async () => {
     const protocol = name.split('-')[0] as 'ssh' | 'rdp';
     const replay = upToSync(await loadReplay(join(FIXTURES, `${name}.gz`)), syncLimit);
     const guacd = await FakeGuacd.start({ replay, chunkSize: 16 * 1024, afterReplay: 'hold' });
@@ -73,6 +75,26 @@ describe.each([
       expect({ width: played.width, height: played.height }).toEqual({ width: 1024, height: 768 });
       expect(played.variance).toBeGreaterThan(0);
       await page.screenshot({ path: `/tmp/recgw-player-${name}.png` });
+
+      // The last segment alone, opened by the display state at the end of the ones before it
+      // (what the encoder writes as NNNNNN.state.guac), ends on exactly the same picture.
+      const model = new DisplayModel();
+      for (const ins of parseAll(Buffer.concat(files.slice(0, -1)))) await model.apply(ins);
+      const alone = Buffer.concat([Buffer.from(model.serializeState(), 'utf8'), files.at(-1)!]);
+      const lastSyncs = parseAll(files.at(-1)!).filter((i) => i.opcode === 'sync').map((i) => i.intArg(0));
+      const alonePage = await openTestPage(browser, pages);
+      try {
+        const tail = (await alonePage.evaluate(`window.recgwTest.playRecording(${JSON.stringify(pages.addFile(`/${sessionId}-last.guac`, alone))}, 'http')`)) as PlaybackResult;
+        expect(tail.errors).toEqual([]);
+        expect(tail.duration).toBe(lastSyncs.at(-1)! - lastSyncs[0]!);
+        expect({ width: tail.width, height: tail.height }).toEqual({ width: 1024, height: 768 });
+        expect(tail.digest).toBe(played.digest);
+        // ...which it does not without the state: the state carries the picture.
+        const bare = (await alonePage.evaluate(`window.recgwTest.playRecording(${JSON.stringify(pages.addFile(`/${sessionId}-bare.guac`, files.at(-1)!))}, 'http')`)) as PlaybackResult;
+        expect(bare.digest).not.toBe(played.digest);
+      } finally {
+        await alonePage.close();
+      }
 
       // guacamole-common-js 1.5.0 (npm) cannot play a Blob at all: its constructor reads the
       // Blob through a variable it never assigns, whatever the recording (GUACAMOLE-1793, fixed

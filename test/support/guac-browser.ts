@@ -61,7 +61,15 @@ export class Chromium {
 const PAGE_SCRIPT = String.raw`
 import Guacamole from '/guacamole-common.js';
 
+async function digest(canvas) {
+  if (canvas.width === 0 || canvas.height === 0) return 'empty';
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  const hash = await crypto.subtle.digest('SHA-256', data);
+  return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 function variance(canvas) {
+  if (canvas.width === 0 || canvas.height === 0) return 0;
   const ctx = canvas.getContext('2d');
   const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
   let n = 0, sum = 0, sumSq = 0;
@@ -137,9 +145,10 @@ window.recgwTest = {
       recording.onload = () => {
         const duration = recording.getDuration();
         recording.seek(duration, () => {
-          display.flush(() => {
+          display.flush(async () => {
             clearTimeout(timer);
-            resolve({ duration, errors, width: display.getWidth(), height: display.getHeight(), variance: variance(display.flatten()) });
+            const canvas = display.flatten();
+            resolve({ duration, errors, width: display.getWidth(), height: display.getHeight(), variance: variance(canvas), digest: await digest(canvas) });
           });
         });
       };
@@ -223,6 +232,8 @@ export interface PlaybackResult {
   width: number;
   height: number;
   variance: number;
+  /** SHA-256 of the flattened display's RGBA pixels at the end. */
+  digest: string;
 }
 
 /** Guacamole.Client.State.CONNECTED */
