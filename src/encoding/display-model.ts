@@ -82,9 +82,16 @@ const MAX_COORDINATE = 0x3fffffff;
  * image streams, and the software cursor. Instructions go in one by one with apply(); render()
  * composites the visible tree into an opaque RGBA frame.
  *
- * render() recomposites and reads back only the area changed since the last call: reading a
- * whole 1024×768 frame back out of Skia costs ~8 ms (measured), a typical update's area a
- * fraction of that, and an idle display nothing.
+ * Held to what the browser paints (test/e2e/display-fidelity.test.ts compares with
+ * guacamole-common-js 1.5.0 in Chromium): channel masks are canvas composite operations, the
+ * "unbounded" ones clearing the rest of the layer; a layer clips its children; opacity fades a
+ * layer with its children as one picture (CSS opacity); transparent areas show black. One
+ * choice follows guacenc instead: the cursor is drawn only once a `mouse` instruction placed it
+ * (the browser shows it at 0,0 before that).
+ *
+ * render() recomposites and reads back only the area changed since the last call, as a few
+ * boxes: reading pixels out of Skia costs in proportion to the area read, and an idle display
+ * costs nothing.
  */
 export class DisplayModel {
   readonly #onWarning: (opcode: string, message: string) => void;
