@@ -62,8 +62,8 @@ export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
     throw err;
   }
 
-  const key = gateway.config.tokenKey;
-  if (!key) throw new Error('the gateway started without a token key'); // startGateway always sets one
+  // startGateway always fills tokenKey in (TOKEN_KEY, else the development key beside the spool).
+  const key = gateway.config.tokenKey!;
   const token = encryptToken(
     {
       connection: { type: opts.protocol, settings: { hostname: 'recgw-demo' } },
