@@ -103,15 +103,8 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     worker.on('message', (msg: WorkerMessage) => {
       switch (msg.type) {
         case 'start': {
-          job = startClipEncode({ ffmpegPath: binary.path, output: partial, settings: opts.settings, logger: opts.logger });
+          job = startClipEncode({ ffmpegPath: binary.path, output: partial, settings: opts.settings, logger: opts.logger, onStart: opts.onFfmpegStart });
           job.done.catch(fail);
-          const pidTimer = setInterval(() => {
-            const pid = job?.pid();
-            if (pid !== undefined || settled) {
-              clearInterval(pidTimer);
-              if (pid !== undefined) opts.onFfmpegStart?.(pid);
-            }
-          }, 5);
           void job.write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
           break;
         }

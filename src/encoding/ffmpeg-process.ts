@@ -21,9 +21,10 @@ export interface ClipSettings {
   /** Threads ffmpeg may use (bounded so several encodes share the machine). */
   threads: number;
   /**
-   * x264 preset; default 'superfast'. Measured on vnc-desktop at 10 fps, 1000k (variable rate):
-   * veryfast 3.6 s ffmpeg CPU, 6.1 MB, 54.8 dB PSNR; superfast 2.9 s, 6.8 MB, 50.4 dB. Both far
-   * above guacenc's visibly lossy output at a third of its size; superfast keeps up better.
+   * x264 preset; default 'superfast'. Measured on vnc-desktop (bench/encode.ts): at 10 fps,
+   * 1000k, veryfast 54.8 dB PSNR, 6.1 MB, superfast 50.4 dB, 6.8 MB; at 1024×768 25 fps 2000k,
+   * ffmpeg CPU 7.7 s vs 6.9 s and peak RSS 118 MB vs 92 MB. Both are far above guacenc's
+   * visibly lossy output (16.2 MB); superfast is kept for its smaller memory and CPU.
    */
   preset?: 'ultrafast' | 'superfast' | 'veryfast' | 'faster' | 'fast' | 'medium';
 }
@@ -94,6 +95,8 @@ export function startClipEncode(opts: {
   output: string;
   settings: ClipSettings;
   logger?: Logger;
+  /** Told ffmpeg's pid once it runs. */
+  onStart?: (pid: number) => void;
 }): ClipEncodeJob {
   // Frames go straight to ffmpeg's stdin (not through a stream fluent-ffmpeg pipes), so a
   // write's callback means the frame left our memory and its buffer can be reused.
@@ -114,6 +117,7 @@ export function startClipEncode(opts: {
       // EPIPE when ffmpeg dies early; its exit status and stderr tell the story.
       proc?.stdin?.on('error', () => undefined);
       markStarted(proc?.stdin ?? undefined);
+      if (proc?.pid !== undefined) opts.onStart?.(proc.pid);
     });
     command.on('end', () => resolve());
     command.on('error', (err: Error, _stdout: string | null, stderr: string | null) => {
