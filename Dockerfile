@@ -14,6 +14,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
+# recgw demo replays these recordings through a built-in guacd stand-in.
+COPY fixtures/recordings ./fixtures/recordings
 RUN mkdir -p /data/spool /data/recordings && chown -R node:node /data
 USER node
 ENV NODE_ENV=production \
