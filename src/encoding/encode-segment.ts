@@ -149,7 +149,9 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
       'RECGW_ERR_INPUT',
       summary.inputError
         ? `${opts.input}: nothing to encode before the error: ${summary.inputError}`
-        : `${opts.input}: no sync instruction, so there is no frame to encode`,
+        : summary.firstSync === undefined
+          ? `${opts.input}: no sync instruction, so there is no frame to encode`
+          : `${opts.input}: the display (layer 0) never gets a size, so there is no frame to encode`,
     );
   }
   try {

@@ -43,7 +43,7 @@ export interface RenderSummary {
 
 export type WorkerMessage =
   | { type: 'start'; width: number; height: number }
-  | { type: 'frame'; slot: number; ptsMs: number; pixels: ArrayBuffer }
+  | { type: 'frame'; ptsMs: number; pixels: ArrayBuffer }
   | { type: 'progress'; bytesRead: number; fileBytes: number; frames: number; mediaMs: number }
   | { type: 'warning'; opcode: string; message: string }
   | { type: 'done'; summary: RenderSummary }

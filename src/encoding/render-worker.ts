@@ -49,17 +49,25 @@ async function main(): Promise<RenderSummary> {
   let frameWidth = 0;
   let frameHeight = 0;
 
-  const replay = new TimedReplay(model, clock, async (slot, ptsMs) => {
-    if (frameWidth === 0) {
-      // The clip's size is the display's size at its first frame; later resizes are fitted in.
-      frameWidth = Math.max(model.width, 1);
-      frameHeight = Math.max(model.height, 1);
-      post({ type: 'start', width: frameWidth, height: frameHeight });
-    }
-    const pixels = frameOf(model.render(), model.width, model.height, frameWidth, frameHeight);
+  let sent = 0;
+  const send = async (ptsMs: number, pixels: ArrayBuffer): Promise<void> => {
     while (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (wakeOnAck = r));
     inFlight++;
-    post({ type: 'frame', slot, ptsMs, pixels }, [pixels]);
+    sent++;
+    post({ type: 'frame', ptsMs, pixels }, [pixels]);
+  };
+  const replay = new TimedReplay(model, clock, async (_slot, ptsMs) => {
+    if (frameWidth === 0) {
+      // Nothing to show before layer 0 has a size; the clip's size is the display's size at
+      // its first real frame, and later resizes are fitted in (frameOf).
+      if (model.width === 0 || model.height === 0) return;
+      frameWidth = model.width;
+      frameHeight = model.height;
+      post({ type: 'start', width: frameWidth, height: frameHeight });
+      // Keep the clip starting at the origin: black until the first picture.
+      if (ptsMs > 0) await send(0, frameOf(Buffer.alloc(0), 0, 0, frameWidth, frameHeight));
+    }
+    await send(ptsMs, frameOf(model.render(), model.width, model.height, frameWidth, frameHeight));
   });
 
   // A previous segment's end state: drawn first, and its closing sync (the session-timeline
@@ -113,7 +121,7 @@ async function main(): Promise<RenderSummary> {
       const now = Date.now();
       if (now - lastProgress > 200) {
         lastProgress = now;
-        post({ type: 'progress', bytesRead: source.bytesRead(), fileBytes: source.fileBytes, frames: replay.frames, mediaMs: mediaMs(clock) });
+        post({ type: 'progress', bytesRead: source.bytesRead(), fileBytes: source.fileBytes, frames: sent, mediaMs: mediaMs(clock) });
       }
     }
     if (!inputError) {
@@ -151,7 +159,7 @@ async function main(): Promise<RenderSummary> {
   }
 
   return {
-    frames: replay.frames,
+    frames: sent,
     slots: replay.lastSlot + 1,
     durationMs: replay.lastSlot < 0 ? 0 : clock.ptsOf(replay.lastSlot + 1),
     width: frameWidth,

@@ -146,6 +146,22 @@ describe.each(binaries.map((b) => [`${b.source} ffmpeg ${b.version}`, b] as cons
     expect(near(pixel(frames[5]!, 320, 80 + 30, 30), BLUE)).toBe(true);
   });
 
+  it('starts black at the origin when the display gets its size after the first sync', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'recgw-enc-'));
+    const input = join(dir, 'late-size.guac');
+    writeFileSync(
+      input,
+      [ins('sync', 1000), ins('size', 0, 64, 48), ins('rect', 0, 0, 0, 64, 48), ins('cfill', 14, 0, 255, 0, 0, 255), ins('sync', 1500), ins('sync', 2000)].join(''),
+    );
+    const r = await encodeRecording({ input, output: join(dir, 'out.mp4'), settings, ffmpeg });
+    expect(r.slots).toBe(11);
+    expect(r.width).toBe(64);
+    const frames = await decodeFrames(ffmpeg.path, join(dir, 'out.mp4'), 64, 48);
+    expect(frames.length).toBe(11);
+    expect(near(pixel(frames[0]!, 64, 32, 24), [0, 0, 0])).toBe(true);
+    expect(near(pixel(frames[5]!, 64, 32, 24), RED)).toBe(true);
+  });
+
   it('encodes a truncated recording up to its last complete instruction and flags it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'recgw-enc-'));
     const full = syntheticRecording();
