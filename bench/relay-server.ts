@@ -5,8 +5,9 @@
 // for its --in-process mode.
 //
 // IPC (child mode): the child sends { type: 'ready', url } once listening; on { type: 'cpu' } it
-// answers { type: 'cpu', user, system } (process.cpuUsage(), microseconds, all threads — libuv's
-// file writes included); on { type: 'stop' } it closes everything and exits.
+// waits until no recording is open (so sealing — fsync, the segment's sha256 — is counted) and
+// answers { type: 'cpu', user, system } (process.cpuUsage(), microseconds, all threads: libuv's
+// file writes and the hash worker included); on { type: 'stop' } it closes everything and exits.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +27,8 @@ export type RelayKind = 'lite' | 'recgw';
 export interface RunningRelay {
   /** ws:// URL the client connects to (token goes in ?token=). */
   url: string;
+  /** Resolves once no recording is open (the last one sealed: flushed, fsynced, hashed). */
+  idle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -56,6 +59,7 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
     const url = await listen(server);
     return {
       url,
+      idle: () => Promise.resolve(),
       close: async () => {
         lite.close();
         await new Promise<void>((done) => server.close(() => done()));
@@ -86,6 +90,9 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
   const url = await listen(server);
   return {
     url,
+    idle: async () => {
+      while (recorder.active.size > 0) await new Promise((done) => setTimeout(done, 5));
+    },
     close: async () => {
       await gateway.close();
       await new Promise<void>((done) => server.close(() => done()));
@@ -104,8 +111,10 @@ async function childMain(): Promise<void> {
   const relay = await startRelay(kind, { host, port: Number(port) }, Buffer.from(keyHex, 'hex'));
   process.on('message', (msg: ParentMessage) => {
     if (msg.type === 'cpu') {
-      const { user, system } = process.cpuUsage();
-      process.send!({ type: 'cpu', user, system });
+      void relay.idle().then(() => {
+        const { user, system } = process.cpuUsage();
+        process.send!({ type: 'cpu', user, system });
+      });
     } else if (msg.type === 'stop') {
       void relay.close().finally(() => process.exit(0));
     }

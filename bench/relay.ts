@@ -29,8 +29,8 @@ const ROUNDS = opt('rounds', 5);
 const IN_PROCESS = args.includes('--in-process');
 const KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
-/** After a session, before reading the relay's CPU: lets it close, fsync and seal the recording. */
-const SETTLE_MS = 200;
+/** After a session, before reading the relay's CPU (which also waits for the recording's seal). */
+const SETTLE_MS = 50;
 
 interface Run {
   bytes: number;
@@ -115,6 +115,7 @@ async function inProcessRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay>
   return {
     url: relay.url,
     cpuSeconds: async () => {
+      await relay.idle();
       const { user, system } = process.cpuUsage();
       return (user + system) / 1e6;
     },

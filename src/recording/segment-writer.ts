@@ -1,9 +1,10 @@
-import { createHash, type Hash } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { sha256OfFile } from './file-hasher.js';
 
 /** What a finished segment file holds: exactly `bytes` bytes whose sha256 is `sha256`. */
 export interface WrittenSegment {
   bytes: number;
+  /** Of the bytes read back from the file; '' when they could not be read back (then `error` says why). */
   sha256: string;
   /** The error that stopped writing early, if any; `bytes`/`sha256` describe what reached the file. */
   error?: NodeJS.ErrnoException;
@@ -27,11 +28,13 @@ const IOV_MAX = 1024;
  * to IOV_MAX pieces to one writev, so what a socket read delivered reaches the OS in one system
  * call within the same turn of the event loop. Every piece holds whole instructions only, so
  * after an error the file can be cut back to `committedBytes`, an instruction boundary.
+ *
+ * The sha256 is not computed here as bytes pass: finish() has the file read back and hashed off
+ * the event loop (file-hasher.ts says why), so it is the hash of what the file really holds.
  */
 export class SegmentWriter {
   readonly path: string;
   readonly #maxPieces: number;
-  readonly #hash: Hash = createHash('sha256');
   readonly #opened: Promise<FileHandle>;
 
   /** Closed pieces waiting for the disk, in order. */
@@ -133,7 +136,7 @@ export class SegmentWriter {
     try {
       fh = await this.#opened;
     } catch {
-      return { bytes: 0, sha256: this.#hash.digest('hex'), ...(this.#error ? { error: this.#error } : {}) };
+      return { bytes: 0, sha256: await sha256OfFile(this.path, 0), ...(this.#error ? { error: this.#error } : {}) };
     }
     await this.#drain();
     if (this.#error) {
@@ -148,7 +151,15 @@ export class SegmentWriter {
       if (e.code !== 'EINVAL') this.#setError(e);
     }
     await fh.close().catch(() => undefined);
-    return { bytes: this.#committed, sha256: this.#hash.digest('hex'), ...(this.#error ? { error: this.#error } : {}) };
+    let sha256: string;
+    try {
+      sha256 = await sha256OfFile(this.path, this.#committed);
+    } catch (err) {
+      // The file does not give back what was written to it: as bad as a failed write.
+      this.#setError(err as NodeJS.ErrnoException);
+      sha256 = '';
+    }
+    return { bytes: this.#committed, sha256, ...(this.#error ? { error: this.#error } : {}) };
   }
 
   #enqueue(buf: Buffer): void {
@@ -235,7 +246,6 @@ export class SegmentWriter {
         const rest = batch[k]!.length - partial;
         if (left >= rest) {
           left -= rest;
-          this.#hash.update(batch[k]!);
           this.#committed += batch[k]!.length;
           this.#queuedBytes -= batch[k]!.length;
           k++;

@@ -254,6 +254,12 @@ export class SessionRecording {
           'segment write failed; sealing what reached the disk',
         );
       }
+      if (result.sha256 === '') {
+        // The file could not be read back to hash it: leave the segment 'recording' in the
+        // journal for spool recovery (which cuts, hashes and seals it) rather than seal it blind.
+        this.#log.error({ segment: n, bytes: result.bytes }, 'segment could not be read back; left for spool recovery');
+        return;
+      }
       await this.#seal(writer, n, result.bytes, result.sha256, firstSync, lastSync);
     });
   }

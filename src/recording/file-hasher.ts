@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * sha256 of a file's first `bytes` bytes, computed off the event loop.
+ *
+ * Why re-read instead of hashing as we write: on the relay path sha256 was the largest single
+ * cost of recording (≈ 0.1 CPU s per 100 MB on the event loop, measured with bench/relay.ts),
+ * and the event loop is what limits the relay's throughput. A sealed segment is still in the
+ * page cache, so reading it back costs a memory copy, done here by a worker thread together
+ * with the hashing; the hash is then of the bytes that reached the file, which also checks them.
+ *
+ * The worker is one per process, started on first use, and keeps the process alive only while
+ * it has work. Its code is inline (eval) so it runs the same from src/ under vitest and from
+ * dist/. If it cannot run, the file is hashed on this thread instead.
+ */
+export async function sha256OfFile(path: string, bytes: number): Promise<string> {
+  if (bytes === 0) return EMPTY_SHA256;
+  try {
+    return await pool.hash(path, bytes);
+  } catch (err) {
+    if (err instanceof ReadBackError) throw err.cause;
+    // The worker could not start or died: same result, on this thread.
+    return sha256OnThisThread(path, bytes);
+  }
+}
+
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+const READ_BYTES = 1024 * 1024;
+
+/** Plain CommonJS: eval workers get `require`, not ES module imports. */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { openSync, readSync, closeSync } = require('node:fs');
+const buf = Buffer.allocUnsafe(${READ_BYTES});
+parentPort.on('message', ({ id, path, bytes }) => {
+  let fd;
+  try {
+    fd = openSync(path, 'r');
+    const hash = createHash('sha256');
+    let pos = 0;
+    while (pos < bytes) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, bytes - pos), pos);
+      if (n === 0) {
+        const e = new Error(path + ' holds ' + pos + ' bytes, ' + bytes + ' expected');
+        e.code = 'ESHORT';
+        throw e;
+      }
+      hash.update(buf.subarray(0, n));
+      pos += n;
+    }
+    parentPort.postMessage({ id, sha256: hash.digest('hex') });
+  } catch (err) {
+    parentPort.postMessage({ id, error: { message: String(err && err.message), code: err && err.code } });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+});
+`;
+
+/** The file itself could not be read back (as opposed to the worker failing). */
+class ReadBackError extends Error {
+  override readonly cause: NodeJS.ErrnoException;
+  constructor(cause: NodeJS.ErrnoException) {
+    super(cause.message);
+    this.cause = cause;
+  }
+}
+
+interface Job {
+  resolve: (sha256: string) => void;
+  reject: (err: Error) => void;
+}
+
+interface Reply {
+  id: number;
+  sha256?: string;
+  error?: { message: string; code?: string };
+}
+
+class HashWorker {
+  #worker: Worker | undefined;
+  #nextId = 1;
+  readonly #jobs = new Map<number, Job>();
+
+  hash(path: string, bytes: number): Promise<string> {
+    const worker = this.#start();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#jobs.set(id, { resolve, reject });
+      if (this.#jobs.size === 1) worker.ref();
+      worker.postMessage({ id, path, bytes });
+    });
+  }
+
+  #start(): Worker {
+    if (this.#worker) return this.#worker;
+    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'recgw-segment-hash' });
+    worker.unref();
+    worker.on('message', (reply: Reply) => {
+      const job = this.#jobs.get(reply.id);
+      if (!job) return;
+      this.#jobs.delete(reply.id);
+      if (this.#jobs.size === 0) worker.unref();
+      if (reply.sha256 !== undefined) job.resolve(reply.sha256);
+      else job.reject(new ReadBackError(Object.assign(new Error(reply.error?.message ?? 'read failed'), { code: reply.error?.code })));
+    });
+    const lost = (err: Error): void => {
+      if (this.#worker !== worker) return;
+      this.#worker = undefined;
+      const jobs = [...this.#jobs.values()];
+      this.#jobs.clear();
+      for (const j of jobs) j.reject(err);
+    };
+    worker.on('error', lost);
+    worker.on('exit', (code) => lost(new Error(`hash worker exited (${code})`)));
+    this.#worker = worker;
+    return worker;
+  }
+}
+
+const pool = new HashWorker();
+
+async function sha256OnThisThread(path: string, bytes: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    let pos = 0;
+    while (pos < bytes) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bytes - pos), pos);
+      if (bytesRead === 0) {
+        throw Object.assign(new Error(`${path} holds ${pos} bytes, ${bytes} expected`), { code: 'ESHORT' });
+      }
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return hash.digest('hex');
+  } finally {
+    await fh.close();
+  }
+}
