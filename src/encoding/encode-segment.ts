@@ -68,6 +68,8 @@ export interface EncodeResult {
   truncated: boolean;
   inputError?: string;
   stateFile?: string;
+  /** The thumbnail's path when one was asked for and written. */
+  thumbnail?: string;
   /** Session-timeline timestamps (ms) of the first sync and the last accepted timestamp. */
   firstSync?: number;
   lastTimestamp?: number;
@@ -161,14 +163,21 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     throw err;
   }
   await rename(partial, opts.output);
+  let thumbnail: string | undefined;
   if (opts.thumbnail) {
-    await writeThumbnail({
-      ffmpegPath: binary.path,
-      clip: opts.output,
-      output: opts.thumbnail,
-      atSeconds: summary.durationMs / 2000,
-      logger: opts.logger,
-    });
+    try {
+      await writeThumbnail({
+        ffmpegPath: binary.path,
+        clip: opts.output,
+        output: opts.thumbnail,
+        atSeconds: summary.durationMs / 2000,
+        logger: opts.logger,
+      });
+      thumbnail = opts.thumbnail;
+    } catch {
+      // Already logged with ffmpeg's stderr; a clip without a thumbnail is still a clip.
+      await rm(opts.thumbnail, { force: true });
+    }
   }
   const [clipBytes, sha256] = await Promise.all([stat(opts.output).then((s) => s.size), sha256Of(opts.output)]);
   return {
@@ -185,6 +194,7 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     truncated: summary.truncated,
     inputError: summary.inputError,
     stateFile: summary.stateFile,
+    thumbnail,
     firstSync: summary.firstSync,
     lastTimestamp: summary.lastTimestamp,
     ffmpeg: binary,

@@ -119,7 +119,7 @@ export class EncodeQueue implements SegmentEncoder {
           file: `${base}.mp4`,
           bytes: r.clipBytes,
           sha256: r.sha256,
-          thumbnail: `${base}.jpg`,
+          thumbnail: r.thumbnail ? `${base}.jpg` : undefined,
           duration_ms: Math.round(r.durationMs),
           frames: r.frames,
           width: this.#settings.width || r.width + (r.width % 2),

@@ -94,7 +94,7 @@ describe('EncodeQueue', () => {
 
     expect(samples).toBeGreaterThan(20);
     expect(maxSeen).toBe(1);
-    // Each segment's encode started its own ffmpeg (plus one per thumbnail, run after it).
+    // Each segment's encode started its own ffmpeg for the clip (thumbnails run after it).
     expect(started.length).toBe(3);
     expect(finished.indexOf('sess-a/1')).toBeLessThan(finished.indexOf('sess-a/2'));
 
@@ -105,6 +105,7 @@ describe('EncodeQueue', () => {
       expect(seg.clip?.file).toBe(`${segmentBaseName(seg.number)}.mp4`);
       expect(seg.clip?.sha256).toMatch(/^[0-9a-f]{64}$/);
       expect(seg.state_file).toBe(`${segmentBaseName(seg.number)}.state.guac`);
+      expect(seg.clip?.thumbnail).toBe(`${segmentBaseName(seg.number)}.jpg`);
     }
     // Segment 2 has no size of its own: its 320×240 picture came from segment 1's state.
     expect(a.segments[1]!.clip?.width).toBe(320);
