@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { gunzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeRecording } from '../../src/encoding/encode-segment.js';
@@ -20,19 +21,28 @@ const settings = { bitrate: 1_000_000, framerate: 10, width: 0, height: 0, threa
 
 beforeAll(() => ensureBuilt());
 
-const cases: Array<[string, typeof system]> = [
-  ['vnc-desktop', system],
-  ['ssh-terminal', system],
-  ['rdp-desktop', system],
+const label = (b: typeof system): string => `${b.source}, ${b.version}`;
+const cases: Array<[string, string, typeof system]> = [
+  ['vnc-desktop', label(system), system],
+  ['ssh-terminal', label(system), system],
+  ['rdp-desktop', label(system), system],
 ];
-if (packaged && packaged !== system) cases.push(['ssh-terminal', packaged]);
+if (packaged && packaged !== system) cases.push(['ssh-terminal', label(packaged), packaged]);
 
 describe('fixture recordings', () => {
-  it.each(cases)('%s encodes for its whole sync span (ffmpeg %s)', async (name, ffmpeg) => {
+  it.each(cases)('%s encodes for its whole sync span, event loop free (ffmpeg %s)', async (name, _label, ffmpeg) => {
     const input = join(FIXTURES, `${name}.gz`);
     const dir = mkdtempSync(join(tmpdir(), 'recgw-fx-'));
     const output = join(dir, `${name}.mp4`);
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
     const r = await encodeRecording({ input, output, thumbnail: join(dir, `${name}.jpg`), settings, ffmpeg });
+    delay.disable();
+    // The event loop stays free: rendering runs in a worker, ffmpeg in a child. Generous bounds
+    // (other test files load the same two cores); rendering on this thread would block it for
+    // whole chunks of PNG decoding and compositing, tens of ms each.
+    expect(delay.percentile(50) / 1e6).toBeLessThan(20);
+    expect(delay.percentile(99) / 1e6).toBeLessThan(150);
     const span = syncSpan(input);
     const spanMs = span.last - span.first;
     const frameMs = 1000 / settings.framerate;
