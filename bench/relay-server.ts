@@ -6,8 +6,9 @@
 //
 // IPC (child mode): the child sends { type: 'ready', url } once listening; on { type: 'cpu' } it
 // waits until no recording is open (so sealing — fsync, the segment's sha256 — is counted) and
-// answers { type: 'cpu', user, system } (process.cpuUsage(), microseconds, all threads: libuv's
-// file writes and the hash worker included); on { type: 'stop' } it closes everything and exits.
+// answers { type: 'cpu', user, system, mainThread } (process.cpuUsage(), microseconds, all
+// threads: libuv's file writes and the hash worker included; mainThread: the event loop's alone); on { type: 'stop' } it closes everything and exits.
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +16,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
 import { loadConfig } from '../src/config/config.js';
 import { Gateway } from '../src/gateway/gateway.js';
 import type { SessionRecorder } from '../src/gateway/recording-port.js';
@@ -74,7 +76,9 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
     RECORDING_SPOOL_DIR: join(tmp, 'spool'),
     RECORDING_MIN_FREE_BYTES: '1',
   });
-  const loggers = createTestLoggers(undefined, 'info');
+  // Warnings and errors (a recording that failed, a session cut short) go to stderr, which the
+  // bench shows; the per-session info lines would only add noise.
+  const loggers = createTestLoggers(pino.destination({ dest: 2, sync: true }), 'warn');
   const recorder = new Recorder({
     spoolDir: config.recording.spoolDir,
     segmentBytes: config.recording.segmentBytes,
@@ -101,6 +105,21 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
   };
 }
 
+/**
+ * CPU time of this process's main thread alone (the event loop: what limits a relay's
+ * throughput), from /proc; microseconds at the kernel's 10 ms tick resolution. -1 off Linux.
+ */
+export function mainThreadCpuMicros(): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    // Fields after the ')' that ends the thread's name: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return -1;
+  }
+}
+
 type ParentMessage = { type: 'cpu' } | { type: 'stop' };
 
 async function childMain(): Promise<void> {
@@ -113,7 +132,7 @@ async function childMain(): Promise<void> {
     if (msg.type === 'cpu') {
       void relay.idle().then(() => {
         const { user, system } = process.cpuUsage();
-        process.send!({ type: 'cpu', user, system });
+        process.send!({ type: 'cpu', user, system, mainThread: mainThreadCpuMicros() });
       });
     } else if (msg.type === 'stop') {
       void relay.close().finally(() => process.exit(0));

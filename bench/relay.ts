@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
-import { startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
+import { mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number): number => {
@@ -40,10 +40,10 @@ interface Run {
   setupMs: number;
 }
 
-/** A relay under test, wherever it runs; cpuSeconds() is its process's CPU time so far. */
+/** A relay under test, wherever it runs: its process's CPU time so far, all threads and main only. */
 interface Relay {
   url: string;
-  cpuSeconds(): Promise<number>;
+  cpuSeconds(): Promise<{ all: number; main: number }>;
   close(): Promise<void>;
 }
 
@@ -71,6 +71,7 @@ interface ChildMessage {
   url?: string;
   user?: number;
   system?: number;
+  mainThread?: number;
 }
 
 function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<ChildMessage> {
@@ -91,7 +92,7 @@ async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
   const child = fork(join(import.meta.dirname, 'relay-server.ts'), [kind, guacd.host, String(guacd.port), KEY.toString('hex')], {
     // BENCH_RELAY_NODE_ARGS: extra node flags for the relay children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     execArgv: ['--import', 'tsx', ...(process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean)],
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    stdio: ['ignore', process.env.BENCH_RELAY_STDOUT ? 'inherit' : 'ignore', 'inherit', 'ipc'],
   });
   const ready = await nextMessage(child, 'ready');
   return {
@@ -99,8 +100,8 @@ async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
     cpuSeconds: async () => {
       const reply = nextMessage(child, 'cpu');
       child.send({ type: 'cpu' });
-      const { user, system } = await reply;
-      return (user! + system!) / 1e6;
+      const { user, system, mainThread } = await reply;
+      return { all: (user! + system!) / 1e6, main: mainThread! / 1e6 };
     },
     close: async () => {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -117,7 +118,7 @@ async function inProcessRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay>
     cpuSeconds: async () => {
       await relay.idle();
       const { user, system } = process.cpuUsage();
-      return (user + system) / 1e6;
+      return { all: (user + system) / 1e6, main: mainThreadCpuMicros() / 1e6 };
     },
     close: () => relay.close(),
   };
@@ -145,23 +146,32 @@ async function main(): Promise<void> {
   ];
   const rate: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
+  const mainCpu: Record<string, number[]> = {};
   const where = IN_PROCESS ? 'whole bench process' : 'relay process';
   process.stdout.write(`${LOOPS} x vnc-desktop per session, ${ROUNDS} rounds, relays ${IN_PROCESS ? 'in this process' : 'in child processes'}\n`);
   // Warm-up (JIT, first-connection costs) for every relay, then the measured rounds.
   for (const w of ways) await session(w.relay.url, w.token(0));
+  // What every session should deliver: the replay, plus what the relays add (the tunnel id).
+  const expectedBytes = guacd.replayBytes.length * LOOPS;
   for (let r = 1; r <= ROUNDS; r++) {
     for (const w of ways) {
       const before = await w.relay.cpuSeconds();
       const { bytes, seconds, setupMs } = await session(w.relay.url, w.token(r));
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-      const used = (await w.relay.cpuSeconds()) - before;
+      const after = await w.relay.cpuSeconds();
+      const used = after.all - before.all;
       const mb = bytes / 1e6;
+      // A session that delivered less than the replay ended early (a recording that failed ends
+      // its session): its rate is not comparable, say so.
+      const short = bytes < expectedBytes ? `  SHORT by ${((expectedBytes - bytes) / 1e6).toFixed(1)} MB: session ended early` : '';
       const cpuPer100MB = used * (100 / mb);
+      const mainPer100MB = (after.main - before.main) * (100 / mb);
       (rate[w.name] ??= []).push(mb / seconds);
       (cpu[w.name] ??= []).push(cpuPer100MB);
+      (mainCpu[w.name] ??= []).push(mainPer100MB);
       process.stdout.write(
         `round ${r} ${w.name.padEnd(22)} ${mb.toFixed(1)} MB in ${seconds.toFixed(2)} s = ${(mb / seconds).toFixed(1).padStart(6)} MB/s  ` +
-          `CPU ${cpuPer100MB.toFixed(2)} s/100 MB (${where})  set-up ${setupMs.toFixed(0)} ms\n`,
+          `CPU ${cpuPer100MB.toFixed(2)} s/100 MB (${where}; main thread ${mainPer100MB.toFixed(2)})  set-up ${setupMs.toFixed(0)} ms${short}\n`,
       );
     }
   }
@@ -172,14 +182,21 @@ async function main(): Promise<void> {
   const r = (name: string): number => median(rate[name]!);
   const c = (name: string): number => median(cpu[name]!);
   process.stdout.write(`\nmedians of ${ROUNDS} rounds, ${((guacd.replayBytes.length * LOOPS) / 1e6).toFixed(0)} MB per session:\n`);
-  process.stdout.write(`  relay                     MB/s   CPU s/100 MB (${where})\n`);
+  const m = (name: string): number => median(mainCpu[name]!);
+  process.stdout.write(`  relay                     MB/s   CPU s/100 MB: ${where}, its main thread\n`);
   for (const name of [lite, off, on]) {
-    process.stdout.write(`  ${name.padEnd(22)} ${r(name).toFixed(1).padStart(7)}   ${c(name).toFixed(2).padStart(6)}\n`);
+    process.stdout.write(`  ${name.padEnd(22)} ${r(name).toFixed(1).padStart(7)}   ${c(name).toFixed(2).padStart(6)}   ${m(name).toFixed(2).padStart(6)}\n`);
   }
-  process.stdout.write(`  ratios                    MB/s   CPU\n`);
-  process.stdout.write(`  recording on / off     ${(r(on) / r(off)).toFixed(2).padStart(7)}   ${(c(on) / c(off)).toFixed(2).padStart(6)}   (target MB/s >= 0.90)\n`);
-  process.stdout.write(`  recgw off / lite       ${(r(off) / r(lite)).toFixed(2).padStart(7)}   ${(c(off) / c(lite)).toFixed(2).padStart(6)}   (target MB/s >= 1.00)\n`);
-  process.stdout.write(`  recgw on / lite        ${(r(on) / r(lite)).toFixed(2).padStart(7)}   ${(c(on) / c(lite)).toFixed(2).padStart(6)}\n`);
+  // Ratios both of the medians and as the median of each round's own ratio (the rounds are
+  // interleaved, so a round's three runs saw about the same machine load).
+  const paired = (a: string, b: string): string => median(rate[a]!.map((x, k) => x / rate[b]![k]!)).toFixed(2).padStart(7);
+  process.stdout.write(`  ratios                    MB/s   CPU     MB/s, median of per-round ratios\n`);
+  const line = (label: string, a: string, b: string, target: string): void => {
+    process.stdout.write(`  ${label.padEnd(22)} ${(r(a) / r(b)).toFixed(2).padStart(7)}   ${(c(a) / c(b)).toFixed(2).padStart(6)}  ${paired(a, b)}   ${target}\n`);
+  };
+  line('recording on / off', on, off, '(target MB/s >= 0.90)');
+  line('recgw off / lite', off, lite, '(target MB/s >= 1.00)');
+  line('recgw on / lite', on, lite, '');
 
   for (const w of ways) await w.relay.close();
   await guacd.close();
