@@ -112,7 +112,8 @@ async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
 }
 
 async function inProcessRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
-  const relay: RunningRelay = await startRelay(kind, guacd, KEY);
+  // A plain object: guacamole-lite copies own properties, and FakeGuacd's host and port are getters.
+  const relay: RunningRelay = await startRelay(kind, { host: guacd.host, port: guacd.port }, KEY);
   return {
     url: relay.url,
     cpuSeconds: async () => {

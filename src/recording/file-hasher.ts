@@ -12,7 +12,8 @@ import { Worker } from 'node:worker_threads';
  * with the hashing; the hash is then of the bytes that reached the file, which also checks them.
  *
  * The worker is one per process, started on first use, and keeps the process alive only while
- * it has work. Its code is inline (eval) so it runs the same from src/ under vitest and from
+ * it has work. It runs at the lowest CPU priority (nice 19, that thread only), so on a busy
+ * machine the relay's event loop and writes go first and only the seal waits. Its code is inline (eval) so it runs the same from src/ under vitest and from
  * dist/. If it cannot run, the file is hashed on this thread instead.
  */
 export async function sha256OfFile(path: string, bytes: number): Promise<string> {
@@ -35,6 +36,12 @@ const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const { openSync, readSync, closeSync } = require('node:fs');
 const buf = Buffer.allocUnsafe(${READ_BYTES});
+// Lowest CPU priority for this thread only (Linux: setpriority on its thread id): a seal can
+// wait, the relay's event loop and libuv's writes cannot. Best effort; elsewhere nothing changes.
+try {
+  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
+  if (tid > 0 && tid !== process.pid) require('node:os').setPriority(tid, 19);
+} catch {}
 parentPort.on('message', ({ id, path, bytes }) => {
   let fd;
   try {
