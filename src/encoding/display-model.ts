@@ -111,6 +111,8 @@ export class DisplayModel {
   #cursorPixels: Buffer | null = null;
   /** Changed area of the frame since the last render(), in frame coordinates. */
   readonly #dirty = new DirtyRegion();
+  /** Areas of #out the last render() rewrote (frame coordinates). */
+  #rendered: readonly Bounds[] = [];
 
   constructor(opts: DisplayModelOptions = {}) {
     this.#onWarning = opts.onWarning ?? (() => {});
@@ -129,6 +131,15 @@ export class DisplayModel {
 
   get dirty(): boolean {
     return !this.#dirty.empty;
+  }
+
+  /**
+   * The areas of the frame the last render() rewrote; everything else is as the render before
+   * left it. Lets a caller that keeps copies of earlier frames bring one up to date by copying
+   * only these (render-worker.ts does, for its pool of frame buffers).
+   */
+  get renderedAreas(): readonly Bounds[] {
+    return this.#rendered;
   }
 
   get unsupported(): ReadonlyMap<string, number> {
@@ -229,6 +240,7 @@ export class DisplayModel {
     const h = this.height;
     if (w === 0 || h === 0) {
       this.#dirty.take(0, 0);
+      this.#rendered = [];
       return EMPTY;
     }
     if (this.#out.length !== w * h * 4) {
@@ -236,6 +248,7 @@ export class DisplayModel {
       this.#dirty.add(0, 0, w, h);
     }
     const rects = this.#dirty.take(w, h);
+    this.#rendered = rects;
     if (rects.length === 0) return this.#out;
     // Where anything under the cursor changes, the whole cursor box is read afresh and the
     // cursor blended on top again (it is never blended onto itself).

@@ -105,7 +105,14 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
     worker.on('message', (msg: WorkerMessage) => {
       switch (msg.type) {
         case 'start': {
-          job = startClipEncode({ ffmpegPath: binary.path, output: partial, settings: opts.settings, logger: opts.logger, onStart: opts.onFfmpegStart });
+          job = startClipEncode({
+            ffmpegPath: binary.path,
+            output: partial,
+            settings: opts.settings,
+            source: { width: msg.width, height: msg.height },
+            logger: opts.logger,
+            onStart: opts.onFfmpegStart,
+          });
           job.done.catch(fail);
           void job.write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
           break;
@@ -114,7 +121,7 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
           const pixels = Buffer.from(msg.pixels);
           void job?.write([matroskaFramePrefix(msg.ptsMs, pixels.length), pixels]).then(() => {
             // The buffer goes back to the worker for its next frame: no 3 MB garbage per frame.
-            if (!settled) worker.postMessage({ type: 'ack', pixels: msg.pixels } satisfies ParentMessage, [msg.pixels]);
+            if (!settled) worker.postMessage({ type: 'ack', pixels: msg.pixels, generation: msg.generation } satisfies ParentMessage, [msg.pixels]);
           });
           break;
         }

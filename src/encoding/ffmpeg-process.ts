@@ -46,16 +46,21 @@ export interface ClipEncodeJob {
   kill(): void;
 }
 
-/** The ffmpeg output options for an H.264 clip; exported so tests can pin them. */
-export function clipOutputOptions(s: ClipSettings): string[] {
+/**
+ * The ffmpeg output options for an H.264 clip; exported so tests can pin them. `source` is the
+ * size of the frames going in, when known: an even-sided source needs no padding filter.
+ */
+export function clipOutputOptions(s: ClipSettings, source?: { width: number; height: number }): string[] {
   const filters: string[] = [];
   if (s.width > 0 && s.height > 0) {
     filters.push(
       `scale=${s.width}:${s.height}:force_original_aspect_ratio=decrease`,
       `pad=${s.width}:${s.height}:(ow-iw)/2:(oh-ih)/2`,
     );
-  } else {
-    // libx264 with yuv420p needs even sides; pad a pixel rather than scale the picture.
+  } else if (!source || source.width % 2 !== 0 || source.height % 2 !== 0) {
+    // libx264 with yuv420p needs even sides; pad a pixel rather than scale the picture. Left out
+    // when the sides are even already: pad copies every frame even when it adds nothing
+    // (measured on rdp-desktop, 667 frames 1024×768: 0.3 s of ffmpeg CPU).
     filters.push('pad=ceil(iw/2)*2:ceil(ih/2)*2');
   }
   filters.push('setsar=1', 'format=yuv420p');
@@ -94,6 +99,8 @@ export function startClipEncode(opts: {
   ffmpegPath: string;
   output: string;
   settings: ClipSettings;
+  /** Size of the frames that will be written, when known (see clipOutputOptions). */
+  source?: { width: number; height: number };
   logger?: Logger;
   /** Told ffmpeg's pid once it runs. */
   onStart?: (pid: number) => void;
@@ -105,7 +112,7 @@ export function startClipEncode(opts: {
     .input('pipe:0')
     .inputFormat('matroska')
     .output(opts.output)
-    .outputOptions(clipOutputOptions(opts.settings));
+    .outputOptions(clipOutputOptions(opts.settings, opts.source));
   let proc: ChildProcess | undefined;
   let killed = false;
   let failed = false;

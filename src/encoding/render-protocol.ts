@@ -1,6 +1,7 @@
 // Messages between encode-segment.ts (parent) and render-worker.ts (worker thread).
 import type { ErrorCode } from '../errors.js';
 import type { Instruction } from '../protocol/index.js';
+import type { Bounds } from './display-layer.js';
 
 /** What the worker needs of display-model.ts's DisplayModel. */
 export interface FrameModel {
@@ -9,6 +10,8 @@ export interface FrameModel {
   readonly height: number;
   readonly dirty: boolean;
   render(): Buffer;
+  /** Areas the last render() rewrote; the rest of its Buffer is unchanged. */
+  readonly renderedAreas: readonly Bounds[];
   serializeState(): string;
   readonly unsupported: ReadonlyMap<string, number>;
   readonly malformed: number;
@@ -43,11 +46,12 @@ export interface RenderSummary {
 
 export type WorkerMessage =
   | { type: 'start'; width: number; height: number }
-  | { type: 'frame'; ptsMs: number; pixels: ArrayBuffer }
+  /** `generation` identifies the buffer's content for the worker's pool; the ack returns it. */
+  | { type: 'frame'; ptsMs: number; pixels: ArrayBuffer; generation: number }
   | { type: 'progress'; bytesRead: number; fileBytes: number; frames: number; mediaMs: number }
   | { type: 'warning'; opcode: string; message: string }
   | { type: 'done'; summary: RenderSummary }
   | { type: 'error'; message: string; code: ErrorCode | undefined };
 
 /** A frame was written to ffmpeg; its buffer comes back for reuse. */
-export type ParentMessage = { type: 'ack'; pixels: ArrayBuffer };
+export type ParentMessage = { type: 'ack'; pixels: ArrayBuffer; generation: number };
