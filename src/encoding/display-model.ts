@@ -4,7 +4,7 @@ import { TRANSFER_DEST, TRANSFER_SRC } from './composite.js';
 import { DirtyRegion } from './dirty-region.js';
 import { DEFAULT_PIXEL_BUDGET, DisplayLayer, PixelBudget, type Bounds } from './display-layer.js';
 import { serializeDisplayState } from './display-state.js';
-import { ImageStream } from './image-stream.js';
+import { ImageStream, releaseImage } from './image-stream.js';
 
 export interface DisplayModelOptions {
   /** Called once per kind of problem: an unknown opcode, or a malformed instance of an opcode. */
@@ -512,6 +512,8 @@ export class DisplayModel {
     if (!image) return this.#bad(ins, `image stream (${entry.stream.mimetype.slice(0, 40)}) could not be decoded`);
     entry.layer.setChannelMask(entry.mask);
     this.#touch(entry.layer, entry.layer.drawImage(entry.x, entry.y, image));
+    // Drawn once and never again: its pixels are now in the layer.
+    releaseImage(image);
   }
 
   /** Protocol 0.x `png`/`jpeg`: mask, layer, x, y, base64 data in one instruction. */
