@@ -5,7 +5,7 @@
 // Each run is a fresh child process so peak RSS is that run's alone.
 //   npx tsx bench/encode.ts            all fixtures, both settings
 //   npx tsx bench/encode.ts --big      also a ~150 MiB segment (vnc-desktop repeated, timestamps shifted)
-//   npx tsx bench/encode.ts --preset veryfast   another x264 preset (default superfast)
+//   npx tsx bench/encode.ts --preset veryfast   another x264 preset (default: recgw's, ultrafast+cabac)
 import { fork } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,7 @@ import { PACKAGE_ROOT } from '../src/runtime-paths.js';
 
 interface RunSpec {
   input: string;
-  preset: NonNullable<ClipSettings['preset']>;
+  preset: ClipSettings['preset'];
   label: string;
   framerate: number;
   bitrate: number;
@@ -82,7 +82,7 @@ async function runOne(spec: RunSpec): Promise<RunResult> {
   const cpu = process.cpuUsage(cpu0);
   return {
     label: spec.label,
-    settings: `${spec.width ? `${spec.width}x${spec.height}` : 'source'} ${spec.framerate}fps ${spec.bitrate / 1000}k ${spec.preset}`,
+    settings: `${spec.width ? `${spec.width}x${spec.height}` : 'source'} ${spec.framerate}fps ${spec.bitrate / 1000}k ${spec.preset ?? 'default'}`,
     durationS: r.durationMs / 1000,
     wallS,
     rtf: r.durationMs / 1000 / wallS,
@@ -123,7 +123,7 @@ async function parent(): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   const specs: RunSpec[] = [];
   const presetArg = process.argv.indexOf('--preset');
-  const preset = (presetArg >= 0 ? process.argv[presetArg + 1] : 'superfast') as RunSpec['preset'];
+  const preset = (presetArg >= 0 ? process.argv[presetArg + 1] : undefined) as RunSpec['preset'];
   for (const name of ['vnc-desktop', 'ssh-terminal', 'rdp-desktop']) {
     const input = join(PACKAGE_ROOT, 'fixtures', 'recordings', `${name}.gz`);
     // guacenc's anchor settings (1024×768, 25 fps, its default 2 Mbit/s), then recgw's defaults.
