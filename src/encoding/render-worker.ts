@@ -69,6 +69,10 @@ async function main(): Promise<RenderSummary> {
     inFlight++;
     sent++;
     post({ type: 'frame', ptsMs, pixels: frame.pixels, generation: frame.generation }, [frame.pixels]);
+    // Let the event loop turn once per frame: @napi-rs/canvas frees the pixel buffers of
+    // getImageData results (the display model's read-back) only from a later turn, and V8
+    // does not count them as memory pressure, so a run of frames without a turn piles them up.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   };
   // Waits for a buffer slot before rendering, so the frame a buffer gets is the latest one.
   const slot = async (): Promise<void> => {
