@@ -114,7 +114,8 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
             onStart: opts.onFfmpegStart,
           });
           job.done.catch(fail);
-          void job.write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate)]);
+          // The worker sends I420 frames (yuv-frame.ts): ffmpeg has no colour conversion to do.
+          void job.write([matroskaHeader(msg.width, msg.height, 1e9 / opts.settings.framerate, 'I420')]);
           break;
         }
         case 'frame': {

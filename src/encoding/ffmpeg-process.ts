@@ -95,7 +95,7 @@ export function clipOutputOptions(s: ClipSettings, source?: { width: number; hei
 }
 
 /**
- * Starts ffmpeg reading a Matroska stream of timestamped RGBA frames (see matroska-writer.ts)
+ * Starts ffmpeg reading a Matroska stream of timestamped raw frames (see matroska-writer.ts)
  * and writing an H.264 MP4 clip to `output`.
  */
 export function startClipEncode(opts: {

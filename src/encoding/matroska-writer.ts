@@ -71,12 +71,13 @@ const uint = (id: number, v: number): Buffer => element(id, uintBytes(v));
 const str = (id: number, v: string): Buffer => element(id, Buffer.from(v, 'latin1'));
 
 /**
- * Stream header for one RGBA video track of the given size; timestamps are in milliseconds.
+ * Stream header for one raw video track of the given size, RGBA or I420 (yuv420p) pixels;
+ * timestamps are in milliseconds.
  * `frameDurationNs` becomes the track's DefaultDuration, so the last frame lasts exactly one
  * frame: without it ffmpeg guesses from the last gaps (measured: up to 7 extra frames at
  * 25 fps) and the clip would run past the recording's last sync.
  */
-export function matroskaHeader(width: number, height: number, frameDurationNs: number): Buffer {
+export function matroskaHeader(width: number, height: number, frameDurationNs: number, colourSpace: 'RGBA' | 'I420' = 'RGBA'): Buffer {
   const ebml = element(ID.EBML, [
     uint(ID.EBMLVersion, 1),
     uint(ID.EBMLReadVersion, 1),
@@ -95,7 +96,7 @@ export function matroskaHeader(width: number, height: number, frameDurationNs: n
       uint(ID.FlagLacing, 0),
       uint(ID.DefaultDuration, Math.round(frameDurationNs)),
       str(ID.CodecID, 'V_UNCOMPRESSED'),
-      element(ID.Video, [uint(ID.PixelWidth, width), uint(ID.PixelHeight, height), str(ID.ColourSpace, 'RGBA')]),
+      element(ID.Video, [uint(ID.PixelWidth, width), uint(ID.PixelHeight, height), str(ID.ColourSpace, colourSpace)]),
     ]),
   ]);
   return Buffer.concat([ebml, idBytes(ID.Segment), UNKNOWN_SIZE, info, tracks]);

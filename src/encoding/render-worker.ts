@@ -1,6 +1,7 @@
 // Runs in a worker thread (started by encode-segment.ts): streams a recording through the
-// parser, the display model and the frame clock, and posts each changed frame's RGBA pixels
-// (transferred, not copied) to the parent, which muxes them into ffmpeg's stdin. Parsing,
+// parser, the display model and the frame clock, and posts each changed frame as I420
+// (yuv420p, converted here area by area: yuv-frame.ts; transferred, not copied) to the parent,
+// which muxes them into ffmpeg's stdin. Parsing,
 // PNG/WebP decoding and compositing all happen here, so the gateway's event loop stays free.
 import { open, rename, writeFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -9,6 +10,7 @@ import { errorMessage, isRecgwError } from '../errors.js';
 import { FrameClock, TimedReplay, timestampOf } from './frame-clock.js';
 import { DisplayModel } from './display-model.js';
 import type { Bounds } from './display-layer.js';
+import { convertArea, fillBlack, i420Layout, type I420Layout } from './yuv-frame.js';
 import type { FrameModel, WorkerInput, WorkerMessage, ParentMessage, RenderSummary } from './render-protocol.js';
 
 const port = parentPort;
@@ -63,6 +65,7 @@ async function main(): Promise<RenderSummary> {
   const clock = new FrameClock(input.framerate);
   let frameWidth = 0;
   let frameHeight = 0;
+  let layout = i420Layout(0, 0);
 
   let sent = 0;
   const send = async (ptsMs: number, frame: { pixels: ArrayBuffer; generation: number }): Promise<void> => {
@@ -85,11 +88,14 @@ async function main(): Promise<RenderSummary> {
       if (model.width === 0 || model.height === 0) return;
       frameWidth = model.width;
       frameHeight = model.height;
-      post({ type: 'start', width: frameWidth, height: frameHeight });
+      // x264's yuv420p needs even sides: an odd display gets a black column or row here
+      // (ffmpeg's pad filter would cut the odd one off a yuv420p frame instead).
+      layout = i420Layout(frameWidth + (frameWidth & 1), frameHeight + (frameHeight & 1));
+      post({ type: 'start', width: layout.width, height: layout.height });
       // Keep the clip starting at the origin: black until the first picture.
       if (ptsMs > 0) {
         await slot();
-        await send(0, frameOf(Buffer.alloc(0), 0, 0, frameWidth, frameHeight, -1));
+        await send(0, frameOf(Buffer.alloc(0), 0, 0, layout, -1));
       }
     }
     await slot();
@@ -98,7 +104,7 @@ async function main(): Promise<RenderSummary> {
     renderLog.push({ generation, areas: model.renderedAreas });
     if (renderLog.length > RENDER_LOG_LENGTH) renderLog.shift();
     const sameSize = model.width === frameWidth && model.height === frameHeight;
-    await send(ptsMs, frameOf(pixels, model.width, model.height, frameWidth, frameHeight, sameSize ? generation : -1));
+    await send(ptsMs, frameOf(pixels, model.width, model.height, layout, sameSize ? generation : -1));
   });
 
   // A previous segment's end state: drawn first, and its closing sync (the session-timeline
@@ -213,53 +219,37 @@ function mediaMs(clock: FrameClock): number {
 }
 
 /**
- * A copy of the rendered display in the clip's frame size, as a transferable buffer. A display
- * resized mid-recording is cropped or padded (black) at the top left rather than rescaled:
- * guacd resizes RDP/VNC displays rarely, and cropping keeps pixels sharp. `gen` is the
+ * The rendered display as an I420 frame of the clip's frame size, in a transferable buffer. A
+ * display resized mid-recording is cropped or padded (black) at the top left rather than
+ * rescaled: guacd resizes RDP/VNC displays rarely, and cropping keeps pixels sharp. `gen` is the
  * generation `pixels` hold (-1: not a model frame of the clip's size, never patched later).
  */
-function frameOf(pixels: Buffer, w: number, h: number, fw: number, fh: number, gen: number): { pixels: ArrayBuffer; generation: number } {
-  const bytes = fw * fh * 4;
+function frameOf(pixels: Buffer, w: number, h: number, f: I420Layout, gen: number): { pixels: ArrayBuffer; generation: number } {
   let pooled = freeBuffers.pop();
-  if (pooled && pooled.pixels.byteLength !== bytes) pooled = undefined;
-  const out = pooled?.pixels ?? new ArrayBuffer(bytes);
+  if (pooled && pooled.pixels.byteLength !== f.bytes) pooled = undefined;
+  const out = pooled?.pixels ?? new ArrayBuffer(f.bytes);
   const view = new Uint8Array(out);
-  if (gen >= 0) {
-    if (!pooled || !patch(view, pixels, fw, pooled.generation, gen)) view.set(pixels.subarray(0, bytes));
-    return { pixels: out, generation: gen };
-  }
-  if (w === fw && h === fh) {
-    view.set(pixels.subarray(0, bytes));
-    return { pixels: out, generation: -1 };
-  }
-  view.fill(0);
-  const rowBytes = Math.min(w, fw) * 4;
-  for (let y = 0; y < Math.min(h, fh); y++) view.set(pixels.subarray(y * w * 4, y * w * 4 + rowBytes), y * fw * 4);
-  return { pixels: out, generation: -1 };
+  if (gen >= 0 && pooled && patch(view, pixels, w, h, f, pooled.generation, gen)) return { pixels: out, generation: gen };
+  if (w === 0 || h === 0) fillBlack(view, f);
+  else convertArea(pixels, w, h, view, f, { x0: 0, y0: 0, x1: f.width, y1: f.height });
+  return { pixels: out, generation: gen };
 }
 
 /**
- * Brings `view`, holding generation `from`, up to generation `to` by copying the areas rendered
- * in between out of `pixels` (the model's frame, `width` wide). False when the log no longer
- * reaches back that far or the areas add up to more than a whole frame: copy it all then.
+ * Brings `view`, holding generation `from`, up to generation `to` by converting the areas
+ * rendered in between out of `pixels` (the model's frame, `w` × `h`). False when the log
+ * no longer reaches back that far or the areas add up to a whole frame: convert it all then.
  */
-function patch(view: Uint8Array, pixels: Buffer, width: number, from: number, to: number): boolean {
+function patch(view: Uint8Array, pixels: Buffer, w: number, h: number, f: I420Layout, from: number, to: number): boolean {
   if (from < 0 || from > to) return false;
   if (from === to) return true;
   const first = renderLog.findIndex((e) => e.generation === from + 1);
   if (first < 0 || renderLog[renderLog.length - 1]!.generation !== to) return false;
   let area = 0;
   for (let i = first; i < renderLog.length; i++) for (const r of renderLog[i]!.areas) area += (r.x1 - r.x0) * (r.y1 - r.y0);
-  if (area * 4 >= view.length) return false;
+  if (area >= f.width * f.height) return false;
   for (let i = first; i < renderLog.length; i++) {
-    for (const r of renderLog[i]!.areas) {
-      const rowStart = r.x0 * 4;
-      const rowEnd = r.x1 * 4;
-      for (let y = r.y0; y < r.y1; y++) {
-        const at = y * width * 4;
-        view.set(pixels.subarray(at + rowStart, at + rowEnd), at + rowStart);
-      }
-    }
+    for (const r of renderLog[i]!.areas) convertArea(pixels, w, h, view, f, r);
   }
   return true;
 }
