@@ -10,7 +10,7 @@ import { errorMessage, isRecgwError } from '../errors.js';
 import { FrameClock, TimedReplay, timestampOf } from './frame-clock.js';
 import { DisplayModel } from './display-model.js';
 import type { Bounds } from './display-layer.js';
-import { convertArea, fillBlack, i420Layout, type I420Layout } from './yuv-frame.js';
+import { convertArea, copyArea, fillBlack, i420Layout, type I420Layout } from './yuv-frame.js';
 import type { FrameModel, WorkerInput, WorkerMessage, ParentMessage, RenderSummary } from './render-protocol.js';
 
 const port = parentPort;
@@ -66,6 +66,8 @@ async function main(): Promise<RenderSummary> {
   let frameWidth = 0;
   let frameHeight = 0;
   let layout = i420Layout(0, 0);
+  /** The master frame holds the model's frame as of the last render (not black, not cropped). */
+  let masterCurrent = false;
 
   let sent = 0;
   const send = async (ptsMs: number, frame: { pixels: ArrayBuffer; generation: number }): Promise<void> => {
@@ -95,7 +97,7 @@ async function main(): Promise<RenderSummary> {
       // Keep the clip starting at the origin: black until the first picture.
       if (ptsMs > 0) {
         await slot();
-        await send(0, frameOf(Buffer.alloc(0), 0, 0, layout, -1));
+        await send(0, frameOf(Buffer.alloc(0), 0, 0, layout, null, -1));
       }
     }
     await slot();
@@ -104,7 +106,11 @@ async function main(): Promise<RenderSummary> {
     renderLog.push({ generation, areas: model.renderedAreas });
     if (renderLog.length > RENDER_LOG_LENGTH) renderLog.shift();
     const sameSize = model.width === frameWidth && model.height === frameHeight;
-    await send(ptsMs, frameOf(pixels, model.width, model.height, layout, sameSize ? generation : -1));
+    // After the black opening frame or a resize the master frame is converted whole; and a
+    // buffer from before either is never patched (its generation is behind the log's start).
+    const whole = !sameSize || !masterCurrent;
+    masterCurrent = sameSize;
+    await send(ptsMs, frameOf(pixels, model.width, model.height, layout, whole ? null : model.renderedAreas, sameSize ? generation : -1));
   });
 
   // A previous segment's end state: drawn first, and its closing sync (the session-timeline
@@ -219,28 +225,40 @@ function mediaMs(clock: FrameClock): number {
 }
 
 /**
- * The rendered display as an I420 frame of the clip's frame size, in a transferable buffer. A
+ * The display as an I420 frame of the clip's size, kept up to date by converting only the
+ * areas each render rewrote (each converted once, however many pooled buffers are behind).
+ */
+let master = new Uint8Array(0);
+
+/**
+ * Updates the master frame from the model's rendered RGBA (`w` × `h`; `areas` changed since the
+ * last call, or null: convert it all) and returns a copy in a pooled, transferable buffer. A
  * display resized mid-recording is cropped or padded (black) at the top left rather than
  * rescaled: guacd resizes RDP/VNC displays rarely, and cropping keeps pixels sharp. `gen` is the
- * generation `pixels` hold (-1: not a model frame of the clip's size, never patched later).
+ * generation the frame holds (-1: never patched later).
  */
-function frameOf(pixels: Buffer, w: number, h: number, f: I420Layout, gen: number): { pixels: ArrayBuffer; generation: number } {
+function frameOf(pixels: Buffer, w: number, h: number, f: I420Layout, areas: readonly Bounds[] | null, gen: number): { pixels: ArrayBuffer; generation: number } {
+  if (master.length !== f.bytes) {
+    master = new Uint8Array(f.bytes);
+    areas = null;
+  }
+  if (w === 0 || h === 0) fillBlack(master, f);
+  else if (areas === null) convertArea(pixels, w, h, master, f, { x0: 0, y0: 0, x1: f.width, y1: f.height });
+  else for (const r of areas) convertArea(pixels, w, h, master, f, r);
   let pooled = freeBuffers.pop();
   if (pooled && pooled.pixels.byteLength !== f.bytes) pooled = undefined;
   const out = pooled?.pixels ?? new ArrayBuffer(f.bytes);
   const view = new Uint8Array(out);
-  if (gen >= 0 && pooled && patch(view, pixels, w, h, f, pooled.generation, gen)) return { pixels: out, generation: gen };
-  if (w === 0 || h === 0) fillBlack(view, f);
-  else convertArea(pixels, w, h, view, f, { x0: 0, y0: 0, x1: f.width, y1: f.height });
+  if (!(gen >= 0 && pooled && patch(view, f, pooled.generation, gen))) view.set(master);
   return { pixels: out, generation: gen };
 }
 
 /**
- * Brings `view`, holding generation `from`, up to generation `to` by converting the areas
- * rendered in between out of `pixels` (the model's frame, `w` × `h`). False when the log
- * no longer reaches back that far or the areas add up to a whole frame: convert it all then.
+ * Brings `view`, holding generation `from`, up to generation `to` by copying the areas
+ * rendered in between out of the master frame. False when the log no longer reaches back that
+ * far or the areas add up to a whole frame: copy it all then.
  */
-function patch(view: Uint8Array, pixels: Buffer, w: number, h: number, f: I420Layout, from: number, to: number): boolean {
+function patch(view: Uint8Array, f: I420Layout, from: number, to: number): boolean {
   if (from < 0 || from > to) return false;
   if (from === to) return true;
   const first = renderLog.findIndex((e) => e.generation === from + 1);
@@ -249,7 +267,7 @@ function patch(view: Uint8Array, pixels: Buffer, w: number, h: number, f: I420La
   for (let i = first; i < renderLog.length; i++) for (const r of renderLog[i]!.areas) area += (r.x1 - r.x0) * (r.y1 - r.y0);
   if (area >= f.width * f.height) return false;
   for (let i = first; i < renderLog.length; i++) {
-    for (const r of renderLog[i]!.areas) convertArea(pixels, w, h, view, f, r);
+    for (const r of renderLog[i]!.areas) copyArea(master, view, f, r);
   }
   return true;
 }

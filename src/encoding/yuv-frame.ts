@@ -117,3 +117,22 @@ function convertSlow(rgba: Uint8Array, srcWidth: number, srcHeight: number, out:
     }
   }
 }
+
+/** Copies area `r` (widened to even edges as convertArea does) of one I420 frame into another. */
+export function copyArea(from: Uint8Array, to: Uint8Array, f: I420Layout, r: Bounds): void {
+  const x0 = Math.max(0, r.x0) & ~1;
+  const y0 = Math.max(0, r.y0) & ~1;
+  const x1 = Math.min(f.width, r.x1 + (r.x1 & 1));
+  const y1 = Math.min(f.height, r.y1 + (r.y1 & 1));
+  if (x1 <= x0 || y1 <= y0) return;
+  const w = f.width;
+  for (let y = y0; y < y1; y++) to.set(from.subarray(y * w + x0, y * w + x1), y * w + x0);
+  const cw = f.chromaWidth;
+  const cx0 = x0 >> 1;
+  const cx1 = (x1 + 1) >> 1;
+  for (let y = y0 >> 1; y < (y1 + 1) >> 1; y++) {
+    const at = y * cw;
+    to.set(from.subarray(f.uOffset + at + cx0, f.uOffset + at + cx1), f.uOffset + at + cx0);
+    to.set(from.subarray(f.vOffset + at + cx0, f.vOffset + at + cx1), f.vOffset + at + cx0);
+  }
+}
