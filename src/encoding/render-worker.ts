@@ -90,8 +90,8 @@ async function main(): Promise<RenderSummary> {
       if (model.width === 0 || model.height === 0) return;
       frameWidth = model.width;
       frameHeight = model.height;
-      // x264's yuv420p needs even sides: an odd display gets a black column or row here
-      // (ffmpeg's pad filter would cut the odd one off a yuv420p frame instead).
+      // x264's yuv420p needs even sides: an odd display is evened up here by repeating its
+      // last column or row (ffmpeg's pad filter would cut the odd one off a yuv420p frame).
       layout = i420Layout(frameWidth + (frameWidth & 1), frameHeight + (frameHeight & 1));
       post({ type: 'start', width: layout.width, height: layout.height });
       // Keep the clip starting at the origin: black until the first picture.
@@ -106,8 +106,9 @@ async function main(): Promise<RenderSummary> {
     renderLog.push({ generation, areas: model.renderedAreas });
     if (renderLog.length > RENDER_LOG_LENGTH) renderLog.shift();
     const sameSize = model.width === frameWidth && model.height === frameHeight;
-    // After the black opening frame or a resize the master frame is converted whole; and a
-    // buffer from before either is never patched (its generation is behind the log's start).
+    // After the black opening frame or a resize the master frame is converted whole. Pooled
+    // buffers stay safe to patch: the black one has generation -1, and a resize reallocates
+    // the model's frame, so that render's area is the whole frame and patch() copies it all.
     const whole = !sameSize || !masterCurrent;
     masterCurrent = sameSize;
     await send(ptsMs, frameOf(pixels, model.width, model.height, layout, whole ? null : model.renderedAreas, sameSize ? generation : -1));
