@@ -8,6 +8,7 @@ import { GatewayMetrics } from '../observability/metrics.js';
 import { DEMO_RECORDINGS, demoRecordingPath, startDemo, type RunningDemo } from '../demo/demo.js';
 import { FakeGuacd } from '../demo/replay-guacd.js';
 import type { CliIo } from './main.js';
+import { runUntilSignal } from './run-until-signal.js';
 
 const USAGE = `usage: recgw demo [--protocol vnc|ssh|rdp] [--recording FILE] [--speed N]
 
@@ -106,30 +107,5 @@ export async function runDemoCommand(argv: string[], io: CliIo): Promise<number>
   // The URL carries a token: it goes to the person at the terminal, never to a log line.
   io.stdout.write(`recgw demo: open ${demo.url}\n`);
 
-  return new Promise<number>((resolveExit) => {
-    let signalled = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (signalled) {
-        loggers.app.warn({ signal }, 'second signal: exiting now');
-        loggers.flush();
-        process.exit(1);
-      }
-      signalled = true;
-      void demo.shutdown(signal).then(
-        () => {
-          loggers.flush();
-          resolveExit(0);
-          // Browser keep-alive sockets or ffmpeg children must not hold the process open.
-          setTimeout(() => process.exit(0), 200).unref();
-        },
-        (err: unknown) => {
-          loggers.app.error({ error: errorMessage(err) }, 'shutdown failed');
-          loggers.flush();
-          resolveExit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  return runUntilSignal((reason) => demo.shutdown(reason), loggers);
 }

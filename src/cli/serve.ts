@@ -20,6 +20,7 @@ import { classifyFailure } from '../storage/retry-policy.js';
 import { UploadLocation } from '../storage/upload-location.js';
 import { loadOrCreateDevTokenKey } from './dev-token-key.js';
 import type { CliIo } from './main.js';
+import { runUntilSignal } from './run-until-signal.js';
 
 /** How often failed segments and retention are looked at, and free disk is measured. */
 const SWEEP_INTERVAL_MS = 30_000;
@@ -229,30 +230,5 @@ export async function runServeCommand(argv: string[], io: CliIo): Promise<number
     return 1;
   }
 
-  return new Promise<number>((resolve) => {
-    let signalled = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (signalled) {
-        loggers.app.warn({ signal }, 'second signal: exiting now');
-        loggers.flush();
-        process.exit(1);
-      }
-      signalled = true;
-      void running.shutdown(signal).then(
-        () => {
-          loggers.flush();
-          resolve(0);
-          // Sockets of ffmpeg children or keep-alive clients must not hold the process open.
-          setTimeout(() => process.exit(0), 200).unref();
-        },
-        (err: unknown) => {
-          loggers.app.error({ error: errorMessage(err) }, 'shutdown failed');
-          loggers.flush();
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  return runUntilSignal((reason) => running.shutdown(reason), loggers);
 }
