@@ -275,7 +275,8 @@ export class DisplayModel {
       ctx.fillRect(0, 0, w, h);
       this.#drawLayer(ctx, root, 0, 0, 1);
       ctx.restore();
-      for (const r of rects) this.#copyOver(ctx.getImageData(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0).data, r, w);
+      // Opaque by construction (black under everything, source-over on top): rows copy as is.
+      for (const r of rects) this.#copyRows(ctx.getImageData(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0).data, r, w);
     }
     if (redrawCursor) this.#blendCursor(w, h);
     return this.#out;
@@ -314,6 +315,16 @@ export class DisplayModel {
         out[o + 3] = 0xff;
       }
     }
+  }
+
+  /** Copies opaque RGBA `pixels` of rectangle `r` into the frame (one copy when full width). */
+  #copyRows(pixels: Uint8ClampedArray, r: Bounds, w: number): void {
+    const rowBytes = (r.x1 - r.x0) * 4;
+    if (r.x0 === 0 && r.x1 === w) {
+      this.#out.set(pixels.subarray(0, rowBytes * (r.y1 - r.y0)), r.y0 * rowBytes);
+      return;
+    }
+    for (let y = r.y0; y < r.y1; y++) this.#out.set(pixels.subarray((y - r.y0) * rowBytes, (y - r.y0 + 1) * rowBytes), (y * w + r.x0) * 4);
   }
 
   /** The cursor's box on the frame (clipped), or null when it is not drawn. */

@@ -56,10 +56,14 @@ export interface ClipEncodeJob {
 export function clipOutputOptions(s: ClipSettings, source?: { width: number; height: number }): string[] {
   const filters: string[] = [];
   if (s.width > 0 && s.height > 0) {
-    filters.push(
-      `scale=${s.width}:${s.height}:force_original_aspect_ratio=decrease`,
-      `pad=${s.width}:${s.height}:(ow-iw)/2:(oh-ih)/2`,
-    );
+    // Left out when the frames already have the clip's size (the render worker's are even):
+    // scale and pad would still cost a copy of every frame.
+    if (!(source && source.width === s.width && source.height === s.height)) {
+      filters.push(
+        `scale=${s.width}:${s.height}:force_original_aspect_ratio=decrease`,
+        `pad=${s.width}:${s.height}:(ow-iw)/2:(oh-ih)/2`,
+      );
+    }
   } else if (!source || source.width % 2 !== 0 || source.height % 2 !== 0) {
     // libx264 with yuv420p needs even sides; pad a pixel rather than scale the picture. Left out
     // when the sides are even already: pad copies every frame even when it adds nothing

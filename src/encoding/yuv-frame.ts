@@ -52,7 +52,65 @@ export function convertArea(rgba: Uint8Array, srcWidth: number, srcHeight: numbe
   const cw = f.chromaWidth;
   const uOff = f.uOffset;
   const vOff = f.vOffset;
+  // Screen content is mostly flat (a terminal's background, a desktop's panels): a 2×2 block
+  // whose four pixels are one colour, the colour of the last such block, reuses that block's
+  // Y, U and V (the same sums give the same values) instead of recomputing them.
+  const words = rgba.byteOffset % 4 === 0 ? new Uint32Array(rgba.buffer, rgba.byteOffset, rgba.length >>> 2) : null;
+  let flat = -1;
+  let flatY = 16;
+  let flatU = 128;
+  let flatV = 128;
   for (let y = y0; y < fy1; y += 2) {
+    if (words) {
+      let p0 = y * srcWidth + x0;
+      let p1 = p0 + srcWidth;
+      let o0 = y * w + x0;
+      let o1 = o0 + w;
+      let c = (y >> 1) * cw + (x0 >> 1);
+      for (let x = x0; x < fx1; x += 2, p0 += 2, p1 += 2, o0 += 2, o1 += 2, c++) {
+        const a = words[p0]!;
+        if (a === flat && words[p0 + 1] === a && words[p1] === a && words[p1 + 1] === a) {
+          // A run of such blocks is filled in one go.
+          let n = 1;
+          while (x + 2 * n < fx1 && words[p0 + 2 * n] === a && words[p0 + 2 * n + 1] === a && words[p1 + 2 * n] === a && words[p1 + 2 * n + 1] === a) n++;
+          out.fill(flatY, o0, o0 + 2 * n);
+          out.fill(flatY, o1, o1 + 2 * n);
+          out.fill(flatU, uOff + c, uOff + c + n);
+          out.fill(flatV, vOff + c, vOff + c + n);
+          // The loop's step adds the last block of the run.
+          n--;
+          x += 2 * n;
+          p0 += 2 * n;
+          p1 += 2 * n;
+          o0 += 2 * n;
+          o1 += 2 * n;
+          c += n;
+          continue;
+        }
+        const s0 = p0 * 4;
+        const s1 = p1 * 4;
+        const ra = rgba[s0]!, ga = rgba[s0 + 1]!, ba = rgba[s0 + 2]!;
+        const rb = rgba[s0 + 4]!, gb = rgba[s0 + 5]!, bb = rgba[s0 + 6]!;
+        const rc = rgba[s1]!, gc = rgba[s1 + 1]!, bc = rgba[s1 + 2]!;
+        const rd = rgba[s1 + 4]!, gd = rgba[s1 + 5]!, bd = rgba[s1 + 6]!;
+        out[o0] = ((66 * ra + 129 * ga + 25 * ba + 128) >> 8) + 16;
+        out[o0 + 1] = ((66 * rb + 129 * gb + 25 * bb + 128) >> 8) + 16;
+        out[o1] = ((66 * rc + 129 * gc + 25 * bc + 128) >> 8) + 16;
+        out[o1 + 1] = ((66 * rd + 129 * gd + 25 * bd + 128) >> 8) + 16;
+        const R = ra + rb + rc + rd;
+        const G = ga + gb + gc + gd;
+        const B = ba + bb + bc + bd;
+        out[uOff + c] = ((-38 * R - 74 * G + 112 * B + 512) >> 10) + 128;
+        out[vOff + c] = ((112 * R - 94 * G - 18 * B + 512) >> 10) + 128;
+        if (words[p0 + 1] === a && words[p1] === a && words[p1 + 1] === a) {
+          flat = a;
+          flatY = out[o0]!;
+          flatU = out[uOff + c]!;
+          flatV = out[vOff + c]!;
+        }
+      }
+      continue;
+    }
     let s0 = (y * srcWidth + x0) * 4;
     let s1 = s0 + srcWidth * 4;
     let o0 = y * w + x0;

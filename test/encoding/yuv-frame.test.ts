@@ -35,6 +35,37 @@ describe('I420 conversion of rendered areas', () => {
     expect([out[2 * 8 + 2], out[3 * 8 + 5], out[1 * 8 + 1], out[6 * 8 + 6], out[2 * 8 + 6]]).toEqual([235, 235, 16, 16, 16]);
   });
 
+  it('gives flat runs (filled in one go) the values each block would get alone', () => {
+    // Runs of one colour broken by single odd pixels, colour changes, and an unaligned area.
+    const w = 40;
+    const h = 6;
+    const px = solid(w, h, [20, 30, 200]);
+    for (let x = 16; x < w; x++) for (let y = 0; y < h; y++) px.set([200, 180, 10, 255], (y * w + x) * 4);
+    for (const [x, y] of [[5, 0], [9, 1], [16, 2], [39, 3], [0, 5]] as const) px.set([255, 255, 255, 255], (y * w + x) * 4);
+    const f = i420Layout(w, h);
+    const out = new Uint8Array(f.bytes);
+    fillBlack(out, f);
+    convertArea(px, w, h, out, f, { x0: 1, y0: 0, x1: 37, y1: 6 });
+    const luma = (i: number): number => ((66 * px[i]! + 129 * px[i + 1]! + 25 * px[i + 2]! + 128) >> 8) + 16;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) expect(out[y * w + x], `Y ${x},${y}`).toBe(x < 38 ? luma((y * w + x) * 4) : 16);
+    }
+    for (let cy = 0; cy < h / 2; cy++) {
+      for (let cx = 0; cx < 19; cx++) {
+        let [R, G, B] = [0, 0, 0];
+        for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const) {
+          const i = ((2 * cy + dy) * w + 2 * cx + dx) * 4;
+          [R, G, B] = [R + px[i]!, G + px[i + 1]!, B + px[i + 2]!];
+        }
+        const c = cy * f.chromaWidth + cx;
+        expect([out[f.uOffset + c], out[f.vOffset + c]], `UV ${cx},${cy}`).toEqual([
+          ((-38 * R - 74 * G + 112 * B + 512) >> 10) + 128,
+          ((112 * R - 94 * G - 18 * B + 512) >> 10) + 128,
+        ]);
+      }
+    }
+  });
+
   it('evens up an odd source by repeating its edge, and shows black past a smaller source', () => {
     const f = i420Layout(4, 4);
     const out = new Uint8Array(f.bytes);
