@@ -17,8 +17,13 @@ const port = parentPort;
 if (!port) throw new Error('render-worker.ts must run in a worker thread');
 
 const input = workerData as WorkerInput;
-/** Frames posted and not yet written to ffmpeg; bounds memory to a few frames. */
-const MAX_IN_FLIGHT = 3;
+/**
+ * Frames posted and not yet written to ffmpeg; bounds memory to a few frames (1.2 MB each at
+ * 1024×768, 3.1 MB at 1920×1080). 8 rather than 3: x264 takes longer over some frames (a
+ * terminal scroll changes the whole picture) and over its start-up, and with only 3 buffered
+ * the worker sat idle for ~250 ms of ssh-terminal's run (1024×768 25 fps) waiting for acks.
+ */
+const MAX_IN_FLIGHT = 8;
 let inFlight = 0;
 let wakeOnAck: (() => void) | undefined;
 /**
@@ -44,7 +49,7 @@ port.on('message', (msg: ParentMessage) => {
  */
 const renderLog: { generation: number; areas: readonly Bounds[] }[] = [];
 /** Generations kept: a little more than the buffers in circulation (MAX_IN_FLIGHT + free). */
-const RENDER_LOG_LENGTH = 8;
+const RENDER_LOG_LENGTH = 16;
 let generation = 0;
 
 function post(msg: WorkerMessage, transfer?: ArrayBuffer[]): void {
