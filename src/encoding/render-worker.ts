@@ -19,11 +19,13 @@ if (!port) throw new Error('render-worker.ts must run in a worker thread');
 const input = workerData as WorkerInput;
 /**
  * Frames posted and not yet written to ffmpeg; bounds memory to a few frames (1.2 MB each at
- * 1024×768, 3.1 MB at 1920×1080). 8 rather than 3: x264 takes longer over some frames (a
+ * 1024×768, 3.1 MB at 1920×1080). 5 rather than 3: x264 takes longer over some frames (a
  * terminal scroll changes the whole picture) and over its start-up, and with only 3 buffered
  * the worker sat idle for ~250 ms of ssh-terminal's run (1024×768 25 fps) waiting for acks.
+ * Not 8: measured on a 150 MiB segment, 8 put peak RSS (ours + ffmpeg) at 303 MB, over the
+ * 300 MB budget, and 5 at 294 MB with ssh-terminal still at 1.42 s.
  */
-const MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT = 5;
 let inFlight = 0;
 let wakeOnAck: (() => void) | undefined;
 /**
