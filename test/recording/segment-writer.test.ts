@@ -65,7 +65,11 @@ describe('SegmentWriter', () => {
     expect(w.pendingBytes).toBe(want.length);
     // The bytes reach the OS within a few event-loop turns, without finish().
     const deadline = Date.now() + 2000;
-    while (readFileSync(path).length < want.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    // (The bytes can be in the file a moment before the write's completion reaches this thread,
+    // so wait for both.)
+    while ((readFileSync(path).length < want.length || w.pendingBytes > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
     expect(readFileSync(path).equals(want)).toBe(true);
     expect(w.pendingBytes).toBe(0);
     expect(w.committedBytes).toBe(want.length);
