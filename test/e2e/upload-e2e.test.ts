@@ -1,9 +1,8 @@
 import { execFileSync, execSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type RunningGateway } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -17,6 +16,7 @@ import { sha256 } from '../support/encoded-segment.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { LogCapture, TEST_TOKEN_KEY, TunnelClient } from '../support/gateway-harness.js';
 import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { readAll, exists } from '../support/files.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 
@@ -27,18 +27,6 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 let s3: TestS3Server;
 let tmp: string;
 beforeAll(async () => {

@@ -1,7 +1,6 @@
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { SegmentEncoder, SegmentRef } from '../../src/pipeline/contracts.js';
@@ -14,6 +13,7 @@ import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
 import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { readAll, exists } from '../support/files.js';
 
 /**
  * Stands in for the encode queue (another stage, with its own tests): the spool already holds
@@ -47,17 +47,6 @@ class JournalOnlyEncoder implements SegmentEncoder {
   async drain(): Promise<void> {}
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { SegmentEncoder } from '../../src/pipeline/contracts.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
@@ -14,12 +13,7 @@ import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
 import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+import { readAll } from '../support/files.js';
 
 /** Segments here are encoded already; an encode request would be a bug. */
 const noEncoder: SegmentEncoder = {

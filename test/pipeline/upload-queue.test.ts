@@ -1,7 +1,6 @@
-import { access, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { Uploader } from '../../src/pipeline/upload-queue.js';
@@ -13,19 +12,7 @@ import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
 import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
+import { readAll, exists } from '../support/files.js';
 
 let server: TestS3Server;
 let spool: string;

@@ -2,19 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { Readable as NodeReadable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { classifyFailure } from '../../src/storage/retry-policy.js';
 import { S3Store } from '../../src/storage/s3-store.js';
 import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
 import { sha256 } from '../support/encoded-segment.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+import { readAll } from '../support/files.js';
 
 /** Counts requests by command name through an SDK middleware (no mocking: requests still go out). */
 function countCommands(store: S3Store): Map<string, number> {
