@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { parseAll } from '../../src/protocol/index.js';
+import { upToSync } from '../support/files.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY } from '../support/gateway-harness.js';
 import { CLIENT_CONNECTED, Chromium, PageServer, openTestPage, type LiveStatus } from '../support/guac-browser.js';
@@ -94,17 +95,6 @@ describe.each(['ssh-terminal', 'vnc-desktop', 'rdp-desktop'] as const)('guacamol
     }
   });
 });
-
-/** The recording up to and including its nth sync. */
-function upToSync(bytes: Buffer, n: number): Buffer {
-  const out: Buffer[] = [];
-  let syncs = 0;
-  for (const ins of parseAll(bytes)) {
-    out.push(ins.raw);
-    if (ins.opcode === 'sync' && ++syncs >= n) break;
-  }
-  return Buffer.concat(out);
-}
 
 describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', () => {
   it('one token, the same page: both reach CONNECTED with the same size, syncs and tunnel id form', async () => {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DisplayModel } from '../../src/encoding/display-model.js';
 import { parseAll } from '../../src/protocol/index.js';
+import { upToSync } from '../support/files.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
 import { Chromium, PageServer, openTestPage, type PlaybackResult } from '../support/guac-browser.js';
@@ -114,17 +115,6 @@ describe.each([
     }
   });
 });
-
-/** The recording up to and including its nth sync. */
-function upToSync(bytes: Buffer, n: number): Buffer {
-  const out: Buffer[] = [];
-  let syncs = 0;
-  for (const ins of parseAll(bytes)) {
-    out.push(ins.raw);
-    if (ins.opcode === 'sync' && ++syncs >= n) break;
-  }
-  return Buffer.concat(out);
-}
 
 async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,4 +1,5 @@
 import { access } from 'node:fs/promises';
+import { parseAll } from '../../src/protocol/index.js';
 import type { Readable } from 'node:stream';
 
 /** A stream's bytes, whole (objects read back from a store in tests). */
@@ -13,4 +14,15 @@ export async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** A recording cut after its nth `sync` (instructions kept whole), to keep browser tests short. */
+export function upToSync(bytes: Buffer, n: number): Buffer {
+  const out: Buffer[] = [];
+  let syncs = 0;
+  for (const ins of parseAll(bytes)) {
+    out.push(ins.raw);
+    if (ins.opcode === 'sync' && ++syncs >= n) break;
+  }
+  return Buffer.concat(out);
 }

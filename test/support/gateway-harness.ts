@@ -12,7 +12,7 @@ import { createTestLoggers } from '../../src/observability/logger.js';
 import type { SegmentRef } from '../../src/pipeline/contracts.js';
 import { parseAll, type Instruction } from '../../src/protocol/index.js';
 import { JournalStore, sessionDir } from '../../src/recording/journal.js';
-import { Recorder } from '../../src/recording/recorder.js';
+import { Recorder, recorderSettings } from '../../src/recording/recorder.js';
 import type { FakeGuacd } from './fake-guacd.js';
 
 export const TEST_TOKEN_KEY = Buffer.from('0123456789abcdef0123456789abcdef', 'utf8');
@@ -70,11 +70,7 @@ export class GatewayHarness {
     const loggers = createTestLoggers(logs, 'debug');
     const sealed: SegmentRef[] = [];
     const recorder = new Recorder({
-      spoolDir: config.recording.spoolDir,
-      segmentBytes: config.recording.segmentBytes,
-      includeKeys: config.recording.includeKeys,
-      includeClipboard: config.recording.includeClipboard,
-      includeAudio: config.recording.includeAudio,
+      ...recorderSettings(config.recording),
       journals: new JournalStore(config.recording.spoolDir),
       logger: loggers.app,
       onSealed: (ref) => sealed.push(ref),
