@@ -41,6 +41,24 @@ export class Instruction {
 
   /** Argument i parsed as an integer; NaN when absent or not a number. */
   intArg(i: number): number {
+    const k = (i + 1) * 2;
+    if (k + 1 >= this.#offsets.length) return Number.NaN;
+    // Read plain decimals straight from the bytes: every guacd `sync` passes through here on the
+    // relay's path, and decoding a string first cost more than the rest of the recording tap.
+    const raw = this.raw;
+    let p = this.#offsets[k]!;
+    const end = this.#offsets[k + 1]!;
+    const negative = raw[p] === 0x2d; /* '-' */
+    if (negative) p++;
+    if (end > p && end - p <= 15) {
+      let n = 0;
+      for (; p < end; p++) {
+        const d = raw[p]! - 0x30;
+        if (d < 0 || d > 9) break;
+        n = n * 10 + d;
+      }
+      if (p === end) return negative ? -n : n;
+    }
     const s = this.arg(i);
     return s === '' ? Number.NaN : Number(s);
   }

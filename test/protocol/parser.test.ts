@@ -36,6 +36,16 @@ describe('GuacamoleParser', () => {
     expect(b!.argCount).toBe(4);
   });
 
+  it('reads integer arguments from the bytes exactly as Number() reads their text', () => {
+    const values = ['0', '7', '-12', '1700000000123', '999999999999999', '9999999999999999', '-0', '', '-', '1e3', ' 5', '0x10', '1.5', '12a', '€'];
+    const [ins] = parseAll(Buffer.from(encodeInstruction('sync', ...values)));
+    values.forEach((v, k) => {
+      const want = v === '' ? Number.NaN : Number(v);
+      expect(Object.is(ins!.intArg(k), want) || (Number.isNaN(want) && Number.isNaN(ins!.intArg(k)))).toBe(true);
+    });
+    expect(ins!.intArg(values.length)).toBeNaN(); // absent
+  });
+
   it('counts code points, not UTF-16 units, for characters beyond the BMP', () => {
     const text = 'a😀b';
     expect(codePointLength(text)).toBe(3);
