@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { GuacStatus, RecgwError, errorMessage } from '../errors.js';
 import { GuacamoleParser, encodeInstruction, type Instruction } from '../protocol/index.js';
+import { ArenaReader, holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import { settingText, type ResolvedConnection } from './connection-settings.js';
 
 export interface GuacdDialOptions {
@@ -17,7 +18,15 @@ export interface GuacdDialOptions {
 const KNOWN_VERSIONS = ['VERSION_1_0_0', 'VERSION_1_1_0', 'VERSION_1_3_0', 'VERSION_1_5_0'];
 const OUR_VERSION = 'VERSION_1_5_0';
 
+/**
+ * Receives each batch during one read callback: instructions' bytes are valid only until it
+ * returns, unless held (read-arenas.ts).
+ */
 export type GuacdBatchListener = (batch: Instruction[]) => void;
+
+interface ChunkRoute {
+  onChunk: (chunk: Buffer) => void;
+}
 export type GuacdCloseListener = (error: RecgwError | undefined) => void;
 
 /**
@@ -59,7 +68,22 @@ export class GuacdConnection {
     const handshakeTimeout = opts.handshakeTimeoutMs ?? 15_000;
     const where = `${opts.host}:${opts.port}`;
     return new Promise<GuacdConnection>((resolve, reject) => {
-      const socket = connect({ host: opts.host, port: opts.port });
+      // guacd's bytes are read into reused arenas (read-arenas.ts says why); `route` sends each
+      // read to the handshake first, then to the relay.
+      const reader = new ArenaReader();
+      const route: ChunkRoute = { onChunk: () => undefined };
+      const socket = connect({
+        host: opts.host,
+        port: opts.port,
+        onread: {
+          buffer: reader.nextSlot,
+          callback: (n: number) => {
+            route.onChunk(reader.took(n));
+            return true;
+          },
+        },
+      });
+      socket.once('close', () => reader.close());
       socket.setNoDelay(true);
       let settled = false;
       let connected = false;
@@ -127,13 +151,14 @@ export class GuacdConnection {
         }
         if (ready && !settled) {
           settled = true;
+          // These wait in the backlog until start(), beyond this read: keep their bytes.
+          for (const ins of afterReady) holdBytes(ins.raw);
           clearTimeout(timer);
           // Hold guacd's stream until the relay is wired (start()); the backlog stays small.
           socket.pause();
-          socket.off('data', onData);
           socket.off('error', onError);
           socket.off('close', onClose);
-          ready.#adoptSocket();
+          ready.#adoptSocket(route);
           resolve(ready);
         }
       };
@@ -154,7 +179,7 @@ export class GuacdConnection {
         fail(new RecgwError('RECGW_ERR_GUACD_HANDSHAKE', `guacd at ${where} closed the connection during the handshake`, { guacStatus: GuacStatus.UPSTREAM_ERROR }));
       };
 
-      socket.on('data', onData);
+      route.onChunk = onData;
       socket.on('error', onError);
       socket.on('close', onClose);
       socket.once('connect', () => {
@@ -173,9 +198,9 @@ export class GuacdConnection {
   }
 
   /** Switches the socket from handshake to relay listeners. */
-  #adoptSocket(): void {
+  #adoptSocket(route: ChunkRoute): void {
     // The parser's callback still fills #batch (the array passed in at construction).
-    this.#socket.on('data', (chunk: Buffer) => {
+    route.onChunk = (chunk: Buffer) => {
       try {
         this.#parser.push(chunk);
       } catch (err) {
@@ -183,7 +208,7 @@ export class GuacdConnection {
         return;
       }
       this.#flush();
-    });
+    };
     let peerEnded = false;
     this.#socket.on('error', (err: NodeJS.ErrnoException) => {
       // After guacd's FIN, a reset (our late writes meeting its closed socket) is just the close.
@@ -208,8 +233,12 @@ export class GuacdConnection {
   #flush(): void {
     if (this.#batch.length === 0) return;
     const batch = this.#batch.splice(0);
-    if (this.#onBatch) this.#onBatch(batch);
-    else this.#backlog.push(batch);
+    if (this.#onBatch) {
+      this.#onBatch(batch);
+      return;
+    }
+    for (const ins of batch) holdBytes(ins.raw);
+    this.#backlog.push(batch);
   }
 
   /**
@@ -220,8 +249,8 @@ export class GuacdConnection {
     this.#onBatch = onBatch;
     this.#onClose = onClose;
     for (const batch of this.#backlog.splice(0)) {
-      if (this.#closed) break;
-      onBatch(batch);
+      if (!this.#closed) onBatch(batch);
+      for (const ins of batch) releaseBytes(ins.raw);
     }
     if (this.#closed) {
       onClose(this.#closeError);

@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 import { GuacStatus, RecgwError, errorMessage, isRecgwError } from '../errors.js';
 import { MetricName } from '../observability/logger.js';
 import { GuacamoleParser, encodeInstruction, type Instruction } from '../protocol/index.js';
+import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import type { ClientAddress } from './client-address.js';
 import { resolveConnection, type ResolvedConnection } from './connection-settings.js';
 import { GuacdConnection } from './guacd-client.js';
@@ -13,6 +14,8 @@ import { decryptToken, type TokenPayload } from './token.js';
 
 /** Pause reading guacd once the browser's socket holds this much unsent data... */
 const CLIENT_BUFFER_HIGH = 4 * 1024 * 1024;
+/** Most fragments one message to the browser is sent as; a batch in more pieces is joined. */
+const MAX_FRAGMENTS = 4;
 /** Client input held before guacd's first sync; a client sending more is misbehaving. */
 const MAX_HELD_INPUT_BYTES = 1024 * 1024;
 /** Largest client instruction: clipboard and file uploads arrive as base64 blobs. */
@@ -167,19 +170,14 @@ export class GatewaySession {
 
   #onGuacdBatch(batch: Instruction[]): void {
     if (this.#phase !== 'relaying') return;
-    const rec = this.#recording;
-    let firstSync = false;
     try {
-      for (const ins of batch) {
-        rec?.serverInstruction(ins);
-        if (!this.#guacdSynced && ins.raw[0] === 0x34 && ins.opcode === 'sync') firstSync = true;
-      }
+      this.#recording?.serverBatch(batch);
     } catch (err) {
       void this.end('recording failed', asRecgwError(err, 'RECGW_ERR_SEGMENT_WRITE'));
       return;
     }
-    this.#sendToClient(joinRaw(batch));
-    if (firstSync) {
+    this.#sendBatch(batch);
+    if (!this.#guacdSynced && batch.some((ins) => ins.raw[0] === 0x34 && ins.opcode === 'sync')) {
       this.#guacdSynced = true;
       this.#flushHeld();
     }
@@ -251,17 +249,65 @@ export class GatewaySession {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN) return;
     this.#bytesToClient += data.length;
+    // ws keeps `data` until the socket has taken it: hold it if it is a read arena's.
+    holdBytes(data);
     ws.send(data, { binary: false }, (err) => {
-      if (err) {
-        void this.end(`sending to the client failed: ${err.message}`);
-        return;
-      }
-      if (this.#guacdPaused && ws.bufferedAmount < CLIENT_BUFFER_HIGH / 4) {
-        this.#guacdPaused = false;
-        this.#guacd?.resume();
-      }
+      releaseBytes(data);
+      this.#afterSend(err);
     });
-    if (!this.#guacdPaused && ws.bufferedAmount > CLIENT_BUFFER_HIGH && this.#guacd) {
+    this.#checkClientBuffer();
+  }
+
+  /**
+   * guacd's instructions as one message. A batch is one socket read, and its first instruction
+   * usually began in the read before (the parser joined that one into a buffer of its own), so
+   * the batch is two slices rather than one. Joining them copied every relayed byte (bench/relay:
+   * nearly all batches); instead the message goes out as fragments (RFC 6455 continuation
+   * frames: the browser reassembles them, so guacamole-common-js still sees one message of
+   * whole instructions), corked so they leave in one system call.
+   */
+  #sendBatch(batch: readonly Instruction[]): void {
+    const ws = this.#ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    const runs = adjacentRuns(batch, MAX_FRAGMENTS);
+    if (runs === undefined) {
+      this.#sendBatch(batch);
+      return;
+    }
+    if (runs.length === 1) {
+      this.#sendToClient(runs[0]!);
+      return;
+    }
+    const socket = this.#req.socket;
+    socket.cork();
+    const last = runs.length - 1;
+    for (let i = 0; i <= last; i++) {
+      this.#bytesToClient += runs[i]!.length;
+      holdBytes(runs[i]!);
+    }
+    for (let i = 0; i < last; i++) ws.send(runs[i]!, { binary: false, fin: false });
+    // Frames go out in order, so when the last one is taken all are.
+    ws.send(runs[last]!, { binary: false, fin: true }, (err) => {
+      for (const run of runs) releaseBytes(run);
+      this.#afterSend(err);
+    });
+    socket.uncork();
+    this.#checkClientBuffer();
+  }
+
+  readonly #afterSend = (err?: Error): void => {
+    if (err) {
+      void this.end(`sending to the client failed: ${err.message}`);
+      return;
+    }
+    if (this.#guacdPaused && this.#ws.bufferedAmount < CLIENT_BUFFER_HIGH / 4) {
+      this.#guacdPaused = false;
+      this.#guacd?.resume();
+    }
+  };
+
+  #checkClientBuffer(): void {
+    if (!this.#guacdPaused && this.#ws.bufferedAmount > CLIENT_BUFFER_HIGH && this.#guacd) {
       // A slow browser: stop reading guacd rather than buffer without bound (guacd then slows
       // down on its own, as it would with a slow direct client).
       this.#guacdPaused = true;
@@ -429,6 +475,29 @@ export function joinRaw(list: readonly Instruction[]): Buffer {
   }
   if (adjacent) return Buffer.from(first.buffer, first.byteOffset, total);
   return Buffer.concat(list.map((i) => i.raw), total);
+}
+
+/**
+ * The bytes of consecutive instructions as views of the buffers they were parsed from, one view
+ * per run of adjacent instructions; undefined when there would be more than `max` views.
+ */
+export function adjacentRuns(list: readonly Instruction[], max: number): Buffer[] | undefined {
+  const runs: Buffer[] = [];
+  let start = list[0]!.raw;
+  let end = start.byteOffset + start.length;
+  for (let i = 1; i < list.length; i++) {
+    const cur = list[i]!.raw;
+    if (cur.buffer === start.buffer && cur.byteOffset === end) {
+      end += cur.length;
+      continue;
+    }
+    if (runs.length + 1 >= max) return undefined;
+    runs.push(Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
+    start = cur;
+    end = cur.byteOffset + cur.length;
+  }
+  runs.push(runs.length === 0 && list.length === 1 ? start : Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
+  return runs;
 }
 
 function toBuffer(data: RawData): Buffer {

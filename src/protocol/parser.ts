@@ -1,6 +1,7 @@
 import { isAscii } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { Instruction } from './instruction.js';
+import { holdBytes, releaseBytes } from './read-arenas.js';
 
 export interface ParserLimits {
   /** Largest element value accepted, in Unicode code points. */
@@ -154,7 +155,10 @@ export class GuacamoleParser {
     }
 
     if (instStart < end) {
-      this.#parts.push(buf.subarray(instStart, end));
+      // Kept beyond this call: if the chunk is a read arena's, keep the arena from reuse.
+      const part = buf.subarray(instStart, end);
+      holdBytes(part);
+      this.#parts.push(part);
       this.#instBytes += end - instStart;
     }
     this.#streamOffset += end;
@@ -173,9 +177,12 @@ export class GuacamoleParser {
     if (this.#parts.length === 0) {
       raw = buf.subarray(instStart, instEnd);
     } else {
-      this.#parts.push(buf.subarray(instStart, instEnd));
-      raw = Buffer.concat(this.#parts);
+      const parts = this.#parts;
       this.#parts = [];
+      const last = buf.subarray(instStart, instEnd);
+      // Consecutive reads into one arena sit side by side: then the instruction is one view.
+      raw = adjacent(parts, last) ?? Buffer.concat([...parts, last]);
+      for (const p of parts) releaseBytes(p);
     }
     const offsets = this.#offsets;
     this.#offsets = [];
@@ -190,6 +197,19 @@ export class GuacamoleParser {
     this.#failed = new ProtocolError(message, this.#streamOffset + indexInChunk);
     throw this.#failed;
   }
+}
+
+/** One view over `parts` then `last` when they lie back to back in the same memory. */
+function adjacent(parts: readonly Buffer[], last: Buffer): Buffer | undefined {
+  const first = parts[0]!;
+  const ab = first.buffer;
+  let end = first.byteOffset + first.length;
+  for (let k = 1; k <= parts.length; k++) {
+    const p = k < parts.length ? parts[k]! : last;
+    if (p.buffer !== ab || p.byteOffset !== end) return undefined;
+    end += p.length;
+  }
+  return Buffer.from(ab, first.byteOffset, end - first.byteOffset);
 }
 
 function describeByte(b: number): string {

@@ -1,4 +1,6 @@
+import { writev } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import { sha256OfFile } from './file-hasher.js';
 
 /** What a finished segment file holds: exactly `bytes` bytes whose sha256 is `sha256`. */
@@ -19,6 +21,11 @@ export interface SegmentWriterOptions {
   maxDelayMs?: number;
 }
 
+/** Stands in the batch for a piece written and released, so it is never released twice. */
+const WRITTEN = Buffer.alloc(0);
+
+/** Most bytes handed to one writev call. */
+const MAX_WRITE_BYTES = 4 * 1024 * 1024;
 /** Linux's IOV_MAX: writev refuses more pieces than this in one call. */
 const IOV_MAX = 1024;
 /**
@@ -34,12 +41,12 @@ const DEFAULT_MAX_DELAY_MS = 4;
  * Appends whole instructions to one segment file without ever blocking the caller.
  *
  * append() is synchronous and copies nothing: it keeps a reference to the caller's bytes (slices
- * of the socket's chunk buffers, which nothing writes to again), joining a slice that directly
- * follows the previous one in the same parent buffer into one view, so the instructions of one
- * TCP chunk usually become one piece. A pump started on the next turn of the event loop hands up
- * to IOV_MAX pieces to one writev, so what a socket read delivered reaches the OS in one system
- * call within the same turn of the event loop. Every piece holds whole instructions only, so
- * after an error the file can be cut back to `committedBytes`, an instruction boundary.
+ * of guacd's read arenas, held until written: read-arenas.ts), joining a slice that directly
+ * follows the previous one in the same parent buffer into one view, so consecutive reads of a
+ * connection usually become one piece per arena. A pump started on a later turn of the event
+ * loop hands up to IOV_MAX pieces (MAX_WRITE_BYTES) to one writev. Every piece holds whole
+ * instructions only, so after an error the file can be cut back to `committedBytes`, an
+ * instruction boundary.
  *
  * The sha256 is not computed here as bytes pass: finish() has the file read back and hashed off
  * the event loop (file-hasher.ts says why), so it is the hash of what the file really holds.
@@ -110,10 +117,17 @@ export class SegmentWriter {
   }
 
   /**
-   * Queues whole instructions; ignored after an error or finish(). Keeps a reference to `bytes`
-   * until they are written: the caller must never change them afterwards.
+   * Queues whole instructions and has them written soon; ignored after an error or finish().
+   * Keeps a reference to `bytes` until they are written (holding them if they are a read
+   * arena's): the caller must never change them afterwards.
    */
   append(bytes: Buffer): void {
+    this.queue(bytes);
+    this.writeSoon();
+  }
+
+  /** append() without arranging the write: for a batch, call writeSoon() once after it. */
+  queue(bytes: Buffer): void {
     if (this.#error || this.#finished) return;
     const length = bytes.length;
     if (length === 0) return;
@@ -121,14 +135,20 @@ export class SegmentWriter {
     const parent = bytes.buffer;
     const offset = bytes.byteOffset;
     if (parent === this.#runParent && offset === this.#runEnd) {
-      // The next instruction of the same socket chunk: the run grows, nothing is allocated.
+      // The next instruction of the same read: the run grows, nothing is allocated.
       this.#runEnd += length;
     } else {
       this.#closeRun();
+      holdBytes(bytes); // for the run; released once the run's piece is written
       this.#runParent = parent;
       this.#runStart = offset;
       this.#runEnd = offset + length;
     }
+  }
+
+  /** Arranges for the queued bytes to be written: soon if they are many, within maxDelayMs if few. */
+  writeSoon(): void {
+    if (this.#error || this.#finished) return;
     this.#schedule();
   }
 
@@ -251,16 +271,24 @@ export class SegmentWriter {
     while (!this.#error) {
       this.#closeRun();
       if (this.#queue.length === 0) return;
+      // Bounded so that the pieces of a backlog are handed back as they are written (a read
+      // arena is reused only then), not all at the end of one huge call.
+      let n = 0;
+      let bytes = 0;
+      const queue = this.#queue;
+      while (n < queue.length && n < this.#maxPieces && bytes < MAX_WRITE_BYTES) bytes += queue[n++]!.length;
       let batch: Buffer[];
-      if (this.#queue.length <= this.#maxPieces) {
-        batch = this.#queue;
+      if (n === queue.length) {
+        batch = queue;
         this.#queue = [];
       } else {
-        batch = this.#queue.splice(0, this.#maxPieces);
+        batch = queue.splice(0, n);
       }
       try {
         await this.#writeBatch(fh, batch);
       } catch (err) {
+        // The kernel is done with the pieces the failed call was given: let them go.
+        for (const piece of batch) if (piece !== WRITTEN) releaseBytes(piece);
         this.#setError(err as NodeJS.ErrnoException);
         return;
       }
@@ -273,7 +301,7 @@ export class SegmentWriter {
     while (k < batch.length) {
       const bufs = batch.slice(k);
       if (partial > 0) bufs[0] = bufs[0]!.subarray(partial);
-      const { bytesWritten } = await fh.writev(bufs, this.#appendPosition(partial));
+      const bytesWritten = await writevAt(fh.fd, bufs, this.#appendPosition(partial));
       if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
       // A short write (a full disk fills mid-call) leaves the rest for the next round, where
       // the kernel reports the error itself.
@@ -284,6 +312,8 @@ export class SegmentWriter {
           left -= rest;
           this.#committed += batch[k]!.length;
           this.#queuedBytes -= batch[k]!.length;
+          releaseBytes(batch[k]!);
+          batch[k] = WRITTEN;
           k++;
           partial = 0;
         } else {
@@ -303,10 +333,22 @@ export class SegmentWriter {
     if (this.#error) return;
     this.#error = err;
     // Nothing queued can be written any more; let go of it.
+    for (const piece of this.#queue) releaseBytes(piece);
+    if (this.#runParent !== undefined) releaseBytes(new Uint8Array(this.#runParent, this.#runStart, 0));
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#runParent = undefined;
     this.#runStart = this.#runEnd = 0;
     this.#onError?.(err);
   }
+}
+
+/**
+ * fs.writev with a callback: FileHandle.writev's promise-based request cost the relay's event
+ * loop noticeably more per call (bench/relay.ts, profiled), and this runs for every write.
+ */
+function writevAt(fd: number, buffers: Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten)));
+  });
 }

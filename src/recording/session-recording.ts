@@ -90,7 +90,24 @@ export class SessionRecording {
 
   /** Every guacd→client instruction after `ready`, in order. */
   serverInstruction(ins: Instruction): void {
+    this.serverBatch([ins]);
+  }
+
+  /**
+   * guacd→client instructions after `ready`, in order: what one socket read delivered. Per
+   * instruction this only tests a few bytes and hands the slice to the writer; the writer is
+   * told to write and the memory bound is checked once per batch.
+   */
+  serverBatch(batch: readonly Instruction[]): void {
     if (this.#stopped) return;
+    for (let i = 0; i < batch.length; i++) {
+      this.#server(batch[i]!);
+      if (this.#stopped) return;
+    }
+    this.#wrote();
+  }
+
+  #server(ins: Instruction): void {
     const raw = ins.raw;
     // guacd never sends an empty opcode; one here is a tunnel-internal instruction (the
     // connection id a relay adds after `ready`), which is no part of what was displayed.
@@ -107,7 +124,7 @@ export class SessionRecording {
       this.#sizeSeen = true;
       this.#noteSize(ins.intArg(1), ins.intArg(2));
     }
-    this.#write(raw);
+    this.#queue(raw);
     if (syncTs !== undefined) {
       if (Number.isFinite(syncTs)) {
         this.#firstSync ??= syncTs;
@@ -196,11 +213,23 @@ export class SessionRecording {
   }
 
   #write(bytes: Buffer): void {
+    this.#queue(bytes);
+    this.#wrote();
+  }
+
+  /** Hands whole instructions to the writer; #wrote() must follow once the batch is queued. */
+  #queue(bytes: Buffer): void {
     const w = this.#writer;
     // Roll before an instruction that would push the segment past the limit; an instruction
     // bigger than the limit on its own still gets written, alone in its segment.
     if (w.bytes > 0 && w.bytes + bytes.length > this.#ctx.segmentBytes) this.#roll();
-    this.#writer.append(bytes);
+    this.#writer.queue(bytes);
+  }
+
+  /** Has the queued bytes written, and ends the recording if more wait than memory allows. */
+  #wrote(): void {
+    if (this.#stopped) return;
+    this.#writer.writeSoon();
     let pending = this.#writer.pendingBytes;
     if (this.#finishing.size > 0) for (const f of this.#finishing) pending += f.pendingBytes;
     if (pending > this.#ctx.maxPendingBytes) {

@@ -11,9 +11,14 @@ import { encryptToken, type TokenPayloadInput } from '../../src/gateway/token.js
 import { createTestLoggers } from '../../src/observability/logger.js';
 import type { SegmentRef } from '../../src/pipeline/contracts.js';
 import { parseAll, type Instruction } from '../../src/protocol/index.js';
+import { setArenaPoisoning } from '../../src/protocol/read-arenas.js';
 import { JournalStore, sessionDir } from '../../src/recording/journal.js';
 import { Recorder, recorderSettings } from '../../src/recording/recorder.js';
 import type { FakeGuacd } from './fake-guacd.js';
+
+// Bytes of guacd's reads used after their arena was handed back would read as '!' and fail the
+// byte-for-byte checks of every test that relays through the harness.
+setArenaPoisoning(true);
 
 export const TEST_TOKEN_KEY = Buffer.from('0123456789abcdef0123456789abcdef', 'utf8');
 
