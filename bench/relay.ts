@@ -2,7 +2,8 @@
 // stand-in as fast as it can send, looped to ~100 MB in one session, through three relays:
 // bare guacamole-lite 1.2.0, recgw with recording off, recgw with recording on (real Recorder
 // writing a temp spool). Prints, per relay, MB/s and the relay process's CPU seconds per 100 MB,
-// medians over the rounds, and the ratios.
+// medians over the rounds, and the ratios; then, for reading the on/off ratio, what writing a
+// session's worth of bytes costs the kernel on this machine.
 //
 //   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process]
 //   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
@@ -13,6 +14,8 @@
 // relays in this process instead (the old mode; CPU then covers stand-in and client too).
 // Rounds interleave the relays (A B C A B C ...) so load on the machine hits all of them alike.
 import { fork, type ChildProcess } from 'node:child_process';
+import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
@@ -201,6 +204,34 @@ async function main(): Promise<void> {
 
   for (const w of ways) await w.relay.close();
   await guacd.close();
+  writeReference(guacd.replayBytes.length * LOOPS);
+}
+
+/**
+ * What the recording's writes cost the kernel on this machine, for reading the on/off ratio:
+ * a session's worth of bytes written to the temp directory (where the relays' spools are) in
+ * 1 MiB writes, three files kept side by side as a spool keeps segments, then fsynced. Printed
+ * as system CPU seconds per 100 MB, each file on its own.
+ */
+function writeReference(bytes: number): void {
+  const dir = mkdtempSync(join(tmpdir(), 'recgw-bench-write-'));
+  // 64 different source buffers, as the relay's arenas are many: the copy reads memory, not cache.
+  const chunks = Array.from({ length: 64 }, (_, k) => Buffer.alloc(1024 * 1024, 0x41 + (k % 26)));
+  const figures: string[] = [];
+  try {
+    for (let k = 0; k < 3; k++) {
+      const fd = openSync(join(dir, `${k}.bin`), 'w');
+      const before = process.cpuUsage();
+      for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) writeSync(fd, chunks[i % 64]!, 0, Math.min(1024 * 1024, bytes - pos), pos);
+      fsyncSync(fd);
+      const used = process.cpuUsage(before);
+      closeSync(fd);
+      figures.push((((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`\nwriting ${(bytes / 1e6).toFixed(0)} MB to ${tmpdir()} (1 MiB writes + fsync), CPU s/100 MB, three files kept side by side: ${figures.join(', ')}\n`);
 }
 
 await main();
