@@ -29,8 +29,8 @@ const MIN_READ = 16 * 1024;
  * for a whole TRIM_MS are let go, down to KEEP_FREE.
  */
 const MAX_FREE = 512;
-const KEEP_FREE = 16;
-const TRIM_MS = 10_000;
+export const KEEP_FREE = 16;
+export const TRIM_MS = 10_000;
 
 class Arena {
   readonly bytes: Buffer;
