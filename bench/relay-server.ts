@@ -8,11 +8,11 @@
 // waits until no recording is open (so sealing — fsync, the segment's sha256 — is counted) and
 // answers { type: 'cpu', user, system, mainThread } (process.cpuUsage(), microseconds, all
 // threads: libuv's file writes and the hash worker included; mainThread: the event loop's alone); on { type: 'stop' } it closes everything and exits.
-import { readFileSync } from 'node:fs';
+import fs, { openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,8 @@ import { createTestLoggers } from '../src/observability/logger.js';
 import { JournalStore } from '../src/recording/journal.js';
 import { Recorder } from '../src/recording/recorder.js';
 
-export type RelayKind = 'lite' | 'recgw';
+/** recgw-nodisk: recgw whose segment writes go to /dev/null (see leaveOutPageCacheWrites). */
+export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk';
 
 export interface RunningRelay {
   /** ws:// URL the client connects to (token goes in ?token=). */
@@ -78,7 +79,8 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
   });
   // Warnings and errors (a recording that failed, a session cut short) go to stderr, which the
   // bench shows; the per-session info lines would only add noise.
-  const loggers = createTestLoggers(pino.destination({ dest: 2, sync: true }), 'warn');
+  // Without the disk, every seal fails its read-back check: say nothing of it.
+  const loggers = createTestLoggers(pino.destination({ dest: 2, sync: true }), kind === 'recgw-nodisk' ? 'fatal' : 'warn');
   const recorder = new Recorder({
     spoolDir: config.recording.spoolDir,
     segmentBytes: config.recording.segmentBytes,
@@ -120,13 +122,31 @@ export function mainThreadCpuMicros(): number {
   }
 }
 
+/**
+ * For the bench's "page-cache writes left out" relay only (its own process): fs.writev, which
+ * only the segment writer uses, writes to /dev/null instead. Everything else recording does
+ * stays (the tap, arenas held until "written", the libuv round trip, the write system call
+ * itself), so this relay against the real one shows what the kernel's copy into the page cache
+ * costs. Its segments stay empty and are never sealed.
+ */
+function leaveOutPageCacheWrites(): void {
+  const devNull = openSync('/dev/null', 'w');
+  const realWritev = fs.writev;
+  // One overload is enough: the segment writer always passes a position and a callback.
+  const toDevNull = (_fd: number, buffers: NodeJS.ArrayBufferView[], position: number | null, cb: (err: NodeJS.ErrnoException | null, bytesWritten: number, buffers: NodeJS.ArrayBufferView[]) => void): void =>
+    realWritev(devNull, buffers, position, cb);
+  (fs as { writev: unknown }).writev = toDevNull;
+  syncBuiltinESMExports();
+}
+
 type ParentMessage = { type: 'cpu' } | { type: 'stop' };
 
 async function childMain(): Promise<void> {
   const [kind, host, port, keyHex] = process.argv.slice(2);
-  if ((kind !== 'lite' && kind !== 'recgw') || !host || !port || !keyHex) {
-    throw new Error('usage: relay-server.ts lite|recgw <guacd host> <guacd port> <key hex>');
+  if ((kind !== 'lite' && kind !== 'recgw' && kind !== 'recgw-nodisk') || !host || !port || !keyHex) {
+    throw new Error('usage: relay-server.ts lite|recgw|recgw-nodisk <guacd host> <guacd port> <key hex>');
   }
+  if (kind === 'recgw-nodisk') leaveOutPageCacheWrites();
   const relay = await startRelay(kind, { host, port: Number(port) }, Buffer.from(keyHex, 'hex'));
   process.on('message', (msg: ParentMessage) => {
     if (msg.type === 'cpu') {

@@ -5,7 +5,7 @@
 // medians over the rounds, and the ratios; then, for reading the on/off ratio, what writing a
 // session's worth of bytes costs the kernel on this machine.
 //
-//   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process]
+//   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process] [--without-page-cache]
 //   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
 //
 // Each relay runs in a child process of its own (bench/relay-server.ts), as in production where
@@ -30,6 +30,9 @@ const opt = (name: string, fallback: number): number => {
 const LOOPS = opt('loops', 20);
 const ROUNDS = opt('rounds', 5);
 const IN_PROCESS = args.includes('--in-process');
+/** Adds a fourth relay: recording on, its segment writes sent to /dev/null (relay-server.ts). */
+const WITHOUT_PAGE_CACHE = args.includes('--without-page-cache');
+if (WITHOUT_PAGE_CACHE && IN_PROCESS) throw new Error('--without-page-cache needs the relays in processes of their own (it patches fs.writev)');
 const KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
 /** After a session, before reading the relay's CPU (which also waits for the recording's seal). */
@@ -148,6 +151,8 @@ async function main(): Promise<void> {
     { name: 'recgw, recording off', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(false, n), KEY) },
     { name: 'recgw, recording on', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(true, n), KEY) },
   ];
+  const noDisk = 'recgw, on, /dev/null';
+  if (WITHOUT_PAGE_CACHE) ways.push({ name: noDisk, relay: await start('recgw-nodisk', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
   const rate: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   const mainCpu: Record<string, number[]> = {};
@@ -188,7 +193,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\nmedians of ${ROUNDS} rounds, ${((guacd.replayBytes.length * LOOPS) / 1e6).toFixed(0)} MB per session:\n`);
   const m = (name: string): number => median(mainCpu[name]!);
   process.stdout.write(`  relay                     MB/s   CPU s/100 MB: ${where}, its main thread\n`);
-  for (const name of [lite, off, on]) {
+  for (const name of ways.map((w) => w.name)) {
     process.stdout.write(`  ${name.padEnd(22)} ${r(name).toFixed(1).padStart(7)}   ${c(name).toFixed(2).padStart(6)}   ${m(name).toFixed(2).padStart(6)}\n`);
   }
   // Ratios both of the medians and as the median of each round's own ratio (the rounds are
@@ -201,6 +206,7 @@ async function main(): Promise<void> {
   line('recording on / off', on, off, '(target MB/s >= 0.90)');
   line('recgw off / lite', off, lite, '(target MB/s >= 1.00)');
   line('recgw on / lite', on, lite, '');
+  if (WITHOUT_PAGE_CACHE) line('on, /dev/null / off', noDisk, off, '(all of recording but the page-cache copy)');
 
   for (const w of ways) await w.relay.close();
   await guacd.close();
