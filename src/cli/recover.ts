@@ -3,15 +3,16 @@ import { ConfigError, errorMessage } from '../errors.js';
 import { createLoggers } from '../observability/logger.js';
 import { JournalStore } from '../recording/journal.js';
 import { Recorder, recorderSettings } from '../recording/recorder.js';
+import { SpoolLock } from '../recording/spool-lock.js';
 import type { CliIo } from './main.js';
 
 /**
  * `recgw recover`: the start-up spool scan on its own, for an operator who wants to see what a
- * crash left before starting the gateway. Do not run it while a gateway uses the same spool.
+ * crash left before starting the gateway. It refuses to run while a gateway holds the spool.
  */
 export async function runRecoverCommand(argv: string[], io: CliIo): Promise<number> {
   if (argv.length > 0) {
-    io.stderr.write('usage: recgw recover   (uses RECORDING_SPOOL_DIR; run it only while the gateway is stopped)\n');
+    io.stderr.write('usage: recgw recover   (uses RECORDING_SPOOL_DIR; refused while a gateway runs on it)\n');
     return 2;
   }
   let config;
@@ -20,6 +21,13 @@ export async function runRecoverCommand(argv: string[], io: CliIo): Promise<numb
   } catch (err) {
     io.stderr.write(`recgw recover: ${err instanceof ConfigError ? err.message : errorMessage(err)}\n`);
     return 2;
+  }
+  let lock: SpoolLock;
+  try {
+    lock = await SpoolLock.acquire(config.recording.spoolDir, 'recover');
+  } catch (err) {
+    io.stderr.write(`recgw recover: ${errorMessage(err)}\n`);
+    return 1;
   }
   const loggers = createLoggers(config.log, config.auditLog);
   const journals = new JournalStore(config.recording.spoolDir);
@@ -39,5 +47,7 @@ export async function runRecoverCommand(argv: string[], io: CliIo): Promise<numb
   } catch (err) {
     io.stderr.write(`recgw recover: ${errorMessage(err)}\n`);
     return 1;
+  } finally {
+    await lock.release();
   }
 }

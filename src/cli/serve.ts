@@ -15,6 +15,7 @@ import { Uploader } from '../pipeline/upload-queue.js';
 import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard.js';
 import { JournalStore } from '../recording/journal.js';
 import { Recorder, recorderSettings } from '../recording/recorder.js';
+import { SpoolLock } from '../recording/spool-lock.js';
 import { openObjectStore } from '../storage/open-store.js';
 import { classifyFailure } from '../storage/retry-policy.js';
 import { UploadLocation } from '../storage/upload-location.js';
@@ -40,7 +41,18 @@ export interface RunningGateway {
  * Builds every stage from the configuration and starts listening. Data flows one way:
  * gateway → recorder → pipeline (encode queue → uploader); observability is handed in.
  */
-export async function startGateway(config: Config, loggers: Loggers, metrics: GatewayMetrics, env: NodeJS.ProcessEnv): Promise<RunningGateway> {
+export async function startGateway(config: Config, loggers: Loggers, metrics: GatewayMetrics, env: NodeJS.ProcessEnv, command = 'serve'): Promise<RunningGateway> {
+  // Before anything reads or repairs the spool: one gateway per spool.
+  const lock = await SpoolLock.acquire(config.recording.spoolDir, command);
+  try {
+    return await startOnLockedSpool(config, loggers, metrics, env, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: GatewayMetrics, env: NodeJS.ProcessEnv, lock: SpoolLock): Promise<RunningGateway> {
   const log = loggers.app;
   const location = UploadLocation.parse(config.recording.uploadLocation);
   const ffmpeg = await locateFfmpeg(env);
@@ -164,6 +176,7 @@ export async function startGateway(config: Config, loggers: Loggers, metrics: Ga
       // redo them (encoding → sealed, uploading → encoded), so a stop is never held up by ffmpeg.
       await pipeline.stop();
       server.closeAllConnections();
+      await lock.release();
       log.info('shutdown complete');
     })();
     return stopping;

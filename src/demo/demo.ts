@@ -48,7 +48,7 @@ export interface DemoOptions {
  * carries no session id, so the gateway gives each connection its own).
  */
 export async function startDemo(opts: DemoOptions): Promise<RunningDemo> {
-  const gateway = await startGateway(opts.config, opts.loggers, opts.metrics, opts.env);
+  const gateway = await startGateway(opts.config, opts.loggers, opts.metrics, opts.env, 'demo');
   try {
     // Wrap, don't replace: the status routes (/healthz, /metrics, …) keep answering.
     const handlers = gateway.server.listeners('request') as RequestHandler[];

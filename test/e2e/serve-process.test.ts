@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encryptToken } from '../../src/gateway/token.js';
 import { parseAll } from '../../src/protocol/index.js';
 import type { SessionJournalData } from '../../src/recording/journal.js';
+import { SPOOL_LOCK_FILE } from '../../src/recording/spool-lock.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { TunnelClient } from '../support/gateway-harness.js';
 import { ServeProcess } from '../support/serve-process.js';
@@ -48,6 +51,20 @@ async function startServe(env: Record<string, string>, cwd: string) {
     }
   });
   return { proc, url: `ws://127.0.0.1:${port}/`, port };
+}
+
+/** `recgw <args>` as a child process to its end. */
+function runCli(args: string[], env: Record<string, string>, cwd: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../bin/recgw'), ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
 }
 
 function token(sessionId: string, username = 'alice'): string {
@@ -128,6 +145,8 @@ describe('recgw serve (child process)', () => {
     const receivedBeforeKill = client.received().length;
     first.proc.kill('SIGKILL');
     await first.proc.exited;
+    // The killed gateway's spool lock is still there: the restart below must take it over.
+    expect(existsSync(join(spool, SPOOL_LOCK_FILE))).toBe(true);
 
     const before = await journal(spool, 'crash-1');
     expect(before.segments.some((s) => s.state === 'recording')).toBe(true);
@@ -159,9 +178,17 @@ describe('recgw serve (child process)', () => {
     const client = TunnelClient.connect(url, token('term-1'));
     await client.opened;
     await until('some syncs', () => (client.syncsSeen >= 3 ? true : undefined));
+    // One gateway per spool: recover and a second serve are refused while this one runs.
+    const recover = await runCli(['recover'], env, tmp);
+    expect(recover.code).toBe(1);
+    expect(recover.stderr).toMatch(new RegExp(`in use by recgw serve \\(pid ${proc.child.pid} `));
+    const second = await runCli(['serve'], { ...env, GATEWAY_PORT: '0' }, tmp);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain('in use by recgw serve');
     proc.kill('SIGTERM');
     const exit = await proc.exited;
     expect(exit.code).toBe(0);
+    expect(existsSync(join(env.RECORDING_SPOOL_DIR, SPOOL_LOCK_FILE))).toBe(false);
     await client.closed;
     expect(client.errors().length).toBe(1);
     const j = await journal(env.RECORDING_SPOOL_DIR, 'term-1');
