@@ -14,8 +14,6 @@ import { decryptToken, type TokenPayload } from './token.js';
 
 /** Pause reading guacd once the browser's socket holds this much unsent data... */
 const CLIENT_BUFFER_HIGH = 4 * 1024 * 1024;
-/** Most fragments one message to the browser is sent as; a batch in more pieces is joined. */
-const MAX_FRAGMENTS = 4;
 /** Client input held before guacd's first sync; a client sending more is misbehaving. */
 const MAX_HELD_INPUT_BYTES = 1024 * 1024;
 /** Largest client instruction: clipboard and file uploads arrive as base64 blobs. */
@@ -259,21 +257,17 @@ export class GatewaySession {
   }
 
   /**
-   * guacd's instructions as one message. A batch is one socket read, and its first instruction
-   * usually began in the read before (the parser joined that one into a buffer of its own), so
-   * the batch is two slices rather than one. Joining them copied every relayed byte (bench/relay:
-   * nearly all batches); instead the message goes out as fragments (RFC 6455 continuation
-   * frames: the browser reassembles them, so guacamole-common-js still sees one message of
-   * whole instructions), corked so they leave in one system call.
+   * guacd's instructions as one message. A batch is one socket read; when its first instruction
+   * began in a read that went to another arena, the parser joined that one into a buffer of its
+   * own, and the batch is two slices. Joining those copied every relayed byte (before the read
+   * arenas nearly every batch was two slices); instead the message goes out as fragments
+   * (RFC 6455 continuation frames: the browser reassembles them, so guacamole-common-js still
+   * sees one message of whole instructions), corked so they leave in one system call.
    */
   #sendBatch(batch: readonly Instruction[]): void {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN) return;
-    const runs = adjacentRuns(batch, MAX_FRAGMENTS);
-    if (runs === undefined) {
-      this.#sendBatch(batch);
-      return;
-    }
+    const runs = adjacentRuns(batch);
     if (runs.length === 1) {
       this.#sendToClient(runs[0]!);
       return;
@@ -478,10 +472,10 @@ export function joinRaw(list: readonly Instruction[]): Buffer {
 }
 
 /**
- * The bytes of consecutive instructions as views of the buffers they were parsed from, one view
- * per run of adjacent instructions; undefined when there would be more than `max` views.
+ * The bytes of consecutive instructions (at least one) as views of the buffers they were parsed
+ * from, one view per run of instructions lying back to back.
  */
-export function adjacentRuns(list: readonly Instruction[], max: number): Buffer[] | undefined {
+export function adjacentRuns(list: readonly Instruction[]): Buffer[] {
   const runs: Buffer[] = [];
   let start = list[0]!.raw;
   let end = start.byteOffset + start.length;
@@ -491,7 +485,6 @@ export function adjacentRuns(list: readonly Instruction[], max: number): Buffer[
       end += cur.length;
       continue;
     }
-    if (runs.length + 1 >= max) return undefined;
     runs.push(Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
     start = cur;
     end = cur.byteOffset + cur.length;
