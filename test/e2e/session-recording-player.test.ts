@@ -90,9 +90,16 @@ describe.each([
         expect(tail.duration).toBe(lastSyncs.at(-1)! - lastSyncs[0]!);
         expect({ width: tail.width, height: tail.height }).toEqual({ width: 1024, height: 768 });
         expect(tail.digest).toBe(played.digest);
-        // ...which it does not without the state: the state carries the picture.
-        const bare = (await alonePage.evaluate(`window.recgwTest.playRecording(${JSON.stringify(pages.addFile(`/${sessionId}-bare.guac`, files.at(-1)!))}, 'http')`)) as PlaybackResult;
-        expect(bare.digest).not.toBe(played.digest);
+        // ...which it does not without the state: the state carries the picture. Played bare, a
+        // segment that starts mid-session can also leave the player stuck before its end (seen
+        // now and then with rdp, depending on where the segment starts); that is no picture either.
+        const bare = (await alonePage
+          .evaluate(`window.recgwTest.playRecording(${JSON.stringify(pages.addFile(`/${sessionId}-bare.guac`, files.at(-1)!))}, 'http', 15000)`)
+          .catch((err: Error) => {
+            expect(err.message).toMatch(/did not load and play to its end/);
+            return undefined;
+          })) as PlaybackResult | undefined;
+        if (bare) expect(bare.digest).not.toBe(played.digest);
       } finally {
         await alonePage.close();
       }

@@ -133,7 +133,7 @@ window.recgwTest = {
 
   // source 'http': the recording streamed by Guacamole.StaticHTTPTunnel (how Guacamole's own
   // player loads recordings); 'blob': the whole file as a Blob.
-  async playRecording(url, source) {
+  async playRecording(url, source, timeoutMs = 30000) {
     const blob = source === 'blob' ? await (await fetch(url)).blob() : null;
     return new Promise((resolve, reject) => {
       const recording = new Guacamole.SessionRecording(blob ?? new Guacamole.StaticHTTPTunnel(url));
@@ -141,7 +141,7 @@ window.recgwTest = {
       recording.onerror = (message) => errors.push(String(message));
       const display = recording.getDisplay();
       document.getElementById('display').appendChild(display.getElement());
-      const timer = setTimeout(() => reject(new Error('recording did not load within 30 s; errors: ' + errors.join('; '))), 30000);
+      const timer = setTimeout(() => reject(new Error('recording did not load and play to its end within ' + timeoutMs / 1000 + ' s; errors: ' + errors.join('; '))), timeoutMs);
       recording.onload = () => {
         const duration = recording.getDuration();
         recording.seek(duration, () => {
