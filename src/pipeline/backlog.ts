@@ -44,6 +44,13 @@ export async function computeBacklog(journals: JournalStore, now: Date): Promise
   let oldest = Infinity;
   let nextRetry = Infinity;
   for (const id of await journals.list()) {
+    const settled = journals.settledSummary(id);
+    if (settled) {
+      // Nothing waits in a settled session: its counts are all there is to add.
+      out.sessions++;
+      for (const [state, n] of Object.entries(settled) as Array<[SegmentState, number]>) byState[state] += n;
+      continue;
+    }
     let data;
     try {
       data = (await journals.get(id)).data;

@@ -30,6 +30,8 @@ export interface SweepReport {
   retried: number;
   started: number;
   expired: number;
+  /** Sessions found to have nothing left to do, from now on skipped (JournalStore.settle). */
+  settled: number;
 }
 
 /** States a segment waits in before it is stored; retention applies to all of them. */
@@ -202,10 +204,12 @@ export class Pipeline {
   }
 
   async #sweepOnce(): Promise<SweepReport> {
-    const report: SweepReport = { retried: 0, started: 0, expired: 0 };
+    const report: SweepReport = { retried: 0, started: 0, expired: 0, settled: 0 };
     if (this.#stopped) return report;
     const now = this.#now();
     for (const sessionId of await this.#journals.list()) {
+      // Nothing left to do there (JournalStore says why these are skipped).
+      if (this.#journals.settledSummary(sessionId)) continue;
       let journal: SessionJournal;
       try {
         journal = await this.#journals.get(sessionId);
@@ -234,6 +238,7 @@ export class Pipeline {
           report.started++;
         }
       }
+      if (this.#journals.settle(sessionId, journal)) report.settled++;
     }
     await this.#uploader.retryStaleJournals?.();
     if (report.expired + report.retried + report.started > 0) this.#log.debug({ ...report }, 'pipeline sweep');

@@ -208,10 +208,41 @@ export class SessionJournal {
   }
 }
 
-/** One SessionJournal per session folder in this process, so every stage sees the same data. */
+/** What the backlog needs of a settled session: its segments by state. */
+export type SettledSummary = Partial<Record<SegmentState, number>>;
+
+/**
+ * Nothing left to do for this session: every connection ended, every segment stored or expired.
+ * Only a new connection with the same session id (which goes through the recorder) changes it.
+ */
+export function isSettled(data: SessionJournalData): boolean {
+  return (
+    data.connections.every((c) => c.ended_at !== undefined) &&
+    data.segments.every((s) => s.state === 'uploaded' || s.state === 'expired')
+  );
+}
+
+/**
+ * One SessionJournal per session folder in this process, so every stage sees the same data.
+ *
+ * A long-running gateway collects thousands of finished sessions; keeping each journal in
+ * memory and looking at it on every sweep would grow without bound. So the sweep settles
+ * sessions with nothing left to do (settle()): their journals are no longer held here, only
+ * their segment counts (for the backlog), and the sweep skips them. A journal still referenced
+ * elsewhere keeps being the one handed out (a weak reference finds it), so two instances of
+ * one session never exist at once; get() and getOrCreate() unsettle a session (a reconnect).
+ */
 export class JournalStore {
   readonly spoolDir: string;
-  readonly #open = new Map<string, Promise<SessionJournal>>();
+  /** Loads in flight, shared by concurrent callers. */
+  readonly #loading = new Map<string, Promise<SessionJournal>>();
+  /** Every journal handed out that still exists: at most one per session. */
+  readonly #live = new Map<string, WeakRef<SessionJournal>>();
+  /** Journals held in memory: those of sessions not settled. */
+  readonly #pinned = new Map<string, SessionJournal>();
+  readonly #settled = new Map<string, SettledSummary>();
+  /** Folder names already seen to hold a journal (list() checks each new name once). */
+  readonly #known = new Set<string>();
 
   constructor(spoolDir: string) {
     this.spoolDir = spoolDir;
@@ -223,30 +254,71 @@ export class JournalStore {
 
   /** The journal of an existing session, loaded once. */
   get(sessionId: string): Promise<SessionJournal> {
-    let p = this.#open.get(sessionId);
-    if (!p) {
-      p = SessionJournal.load(this.dirOf(sessionId));
-      this.#open.set(sessionId, p);
-      p.catch(() => this.#open.delete(sessionId));
-    }
-    return p;
+    return this.#open(sessionId, () => SessionJournal.load(this.dirOf(sessionId)));
   }
 
   /** Opens the session's journal if it exists, else creates it from `initial`. */
-  async getOrCreate(sessionId: string, initial: () => SessionJournalData): Promise<SessionJournal> {
-    const existing = this.#open.get(sessionId);
-    if (existing) return existing;
-    const p = (async () => {
+  getOrCreate(sessionId: string, initial: () => SessionJournalData): Promise<SessionJournal> {
+    return this.#open(sessionId, async () => {
       try {
         return await SessionJournal.load(this.dirOf(sessionId));
       } catch (err) {
         if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
         return SessionJournal.create(this.dirOf(sessionId), initial());
       }
-    })();
-    this.#open.set(sessionId, p);
-    p.catch(() => this.#open.delete(sessionId));
+    });
+  }
+
+  #open(sessionId: string, load: () => Promise<SessionJournal>): Promise<SessionJournal> {
+    this.#settled.delete(sessionId);
+    const live = this.#live.get(sessionId)?.deref();
+    if (live) {
+      this.#pinned.set(sessionId, live);
+      return Promise.resolve(live);
+    }
+    let p = this.#loading.get(sessionId);
+    if (!p) {
+      p = load();
+      this.#loading.set(sessionId, p);
+      const loaded = p;
+      p.then(
+        (j) => {
+          this.#loading.delete(sessionId);
+          this.#live.set(sessionId, new WeakRef(j));
+          this.#known.add(sessionId);
+          // Settled while loading (the sweep saw it through an instance still alive): stays so.
+          if (!this.#settled.has(sessionId)) this.#pinned.set(sessionId, j);
+        },
+        () => {
+          if (this.#loading.get(sessionId) === loaded) this.#loading.delete(sessionId);
+        },
+      );
+    }
     return p;
+  }
+
+  /**
+   * If the session has nothing left to do, lets go of its journal (see the class comment) and
+   * returns true. `journal` is the session's journal, as the caller just looked at it.
+   */
+  settle(sessionId: string, journal: SessionJournal): boolean {
+    const data = journal.data;
+    if (!isSettled(data)) return false;
+    const counts: SettledSummary = {};
+    for (const seg of data.segments) counts[seg.state] = (counts[seg.state] ?? 0) + 1;
+    this.#settled.set(sessionId, counts);
+    this.#pinned.delete(sessionId);
+    return true;
+  }
+
+  /** The segment counts of a settled session; undefined while it is not settled. */
+  settledSummary(sessionId: string): SettledSummary | undefined {
+    return this.#settled.get(sessionId);
+  }
+
+  /** Sessions whose journals this store holds in memory (the settled ones are not). */
+  get heldCount(): number {
+    return this.#pinned.size;
   }
 
   /** Session ids with a journal in the spool. */
@@ -260,8 +332,13 @@ export class JournalStore {
     }
     const out: string[] = [];
     for (const name of names) {
+      if (this.#known.has(name)) {
+        out.push(name);
+        continue;
+      }
       try {
         await access(join(this.dirOf(name), JOURNAL_FILE));
+        this.#known.add(name);
         out.push(name);
       } catch {
         // a folder without a journal is not a session (or a journal was never written)
@@ -270,8 +347,12 @@ export class JournalStore {
     return out.sort();
   }
 
-  /** Forgets a session's cached journal (after its folder is removed). */
+  /** Forgets a session (after its folder is removed). */
   forget(sessionId: string): void {
-    this.#open.delete(sessionId);
+    this.#loading.delete(sessionId);
+    this.#live.delete(sessionId);
+    this.#pinned.delete(sessionId);
+    this.#settled.delete(sessionId);
+    this.#known.delete(sessionId);
   }
 }

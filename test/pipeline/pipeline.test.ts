@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { computeBacklog } from '../../src/pipeline/backlog.js';
 import type { SegmentEncoder, SegmentRef } from '../../src/pipeline/contracts.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { Uploader } from '../../src/pipeline/upload-queue.js';
@@ -101,6 +102,25 @@ function build(options: { retentionMs?: number; template?: string; js?: JournalS
 }
 
 describe('Pipeline', () => {
+  test('the sweep settles sessions with nothing left to do, and reads them no more', async () => {
+    const done = await makeEncodedSession({ spoolDir: spool, journals, state: 'uploaded' });
+    const waiting = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed' });
+    const { pipeline, logs } = build();
+    const first = await pipeline.sweep();
+    expect(first).toMatchObject({ started: 1, settled: 1 });
+    await until(() => waiting.journal.segment(1)?.state === 'uploaded' && !pipeline.isBusy({ sessionId: waiting.sessionId, segment: 1 }));
+    // Were a settled session read again, this would be an unreadable journal.
+    await writeFile(join(spool, 'sessions', done.sessionId, 'session.json'), '{ broken');
+    expect(await pipeline.sweep()).toMatchObject({ started: 0, retried: 0, settled: 1 });
+    expect(await pipeline.sweep()).toMatchObject({ settled: 0 });
+    const backlog = await computeBacklog(journals, new Date());
+    expect(backlog.unreadable_sessions).toEqual([]);
+    expect(backlog).toMatchObject({ sessions: 2, sessions_waiting: 0 });
+    expect(backlog.segments_by_state.uploaded).toBe(2);
+    expect(journals.heldCount).toBe(0);
+    expect(logs.lines.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
   test('a sealed segment is encoded, then uploaded', async () => {
     const s = await makeEncodedSession({ spoolDir: spool, journals, state: 'sealed' });
     const { pipeline, encoder, store } = build();
