@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { LocalStore } from '../src/storage/local-store.js';
 import { S3Store } from '../src/storage/s3-store.js';
-import { S3RVER_CREDENTIALS, TestS3Server } from '../test/support/s3-server.js';
+import { TestS3Server } from '../test/support/s3-server.js';
 
 const totalMb = Number(process.argv[2] ?? 200);
 const clipMb = Number(process.argv[3] ?? 20);
@@ -46,13 +46,7 @@ async function main(): Promise<void> {
     const bytes = count * clipMb * MB;
     process.stdout.write(`${count} clips × ${clipMb} MiB = ${(bytes / MB).toFixed(0)} MiB, s3rver ${server.endpoint}, node ${process.version}\n\n`);
 
-    const store = new S3Store({
-      bucket: server.bucket,
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: S3RVER_CREDENTIALS,
-    });
+    const store = new S3Store(server.storeOptions());
 
     // Warm-up: the clips in the page cache and both upload paths exercised once, so the order of
     // the measurements below does not favour the later ones.
@@ -62,14 +56,7 @@ async function main(): Promise<void> {
     );
     await store.put('warm/b', { path: files[0]! }, { contentType: 'video/mp4' });
 
-    const forced = new S3Store({
-      bucket: server.bucket,
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: S3RVER_CREDENTIALS,
-      multipartThreshold: 0,
-    });
+    const forced = new S3Store({ ...server.storeOptions(), multipartThreshold: 0 });
     const local = new LocalStore(join(work, 'store'));
     const name = (f: string) => f.slice(f.lastIndexOf('/') + 1);
 

@@ -61,7 +61,7 @@ describe('a recorded session reaches S3', () => {
     const logs = new LogCapture();
     const loggers = createTestLoggers(logs, 'debug');
     let running: RunningGateway | undefined;
-    const store = new S3Store({ bucket: s3.bucket, endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+    const store = new S3Store(s3.storeOptions());
     try {
       running = await startGateway(config, loggers, new GatewayMetrics(), env);
       const sessionId = 'e2e-upload-ssh';

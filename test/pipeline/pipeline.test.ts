@@ -13,7 +13,7 @@ import { S3Store } from '../../src/storage/s3-store.js';
 import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
-import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { TestS3Server } from '../support/s3-server.js';
 import { readAll, exists } from '../support/files.js';
 
 /**
@@ -77,15 +77,7 @@ afterEach(async () => {
 function build(options: { retentionMs?: number; template?: string; js?: JournalStore } = {}) {
   const logs = captureLogs();
   const js = options.js ?? journals;
-  const store = new S3Store({
-    bucket: server.bucket,
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: S3RVER_CREDENTIALS,
-    maxAttempts: 1,
-    partSize: 5 * 1024 * 1024,
-  });
+  const store = new S3Store({ ...server.storeOptions(), maxAttempts: 1, partSize: 5 * 1024 * 1024 });
   stores.push(store);
   const location = UploadLocation.parse(options.template ?? `s3://${server.bucket}@${server.endpoint}/rec/{username}/{session_id}.mp4`);
   const uploader = new Uploader({

@@ -12,7 +12,7 @@ import { S3Store } from '../../src/storage/s3-store.js';
 import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
-import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { TestS3Server } from '../support/s3-server.js';
 import { readAll } from '../support/files.js';
 
 /** Segments here are encoded already; an encode request would be a bug. */
@@ -61,7 +61,7 @@ describe('kill -9 during an upload', () => {
     expect(before.state).toBe('uploading');
     const key = before.upload!.key;
     expect(key).toMatch(new RegExp(`^crash/${s.sessionId}/\\d+\\.mp4$`));
-    const store = new S3Store({ bucket: server.bucket, endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS });
+    const store = new S3Store(server.storeOptions());
     expect(await store.head(key)).toBeUndefined();
 
     // Restart: the recorder's spool scan puts `uploading` back to `encoded`; the pipeline resumes.

@@ -11,7 +11,7 @@ import { S3Store, type S3StoreOptions } from '../../src/storage/s3-store.js';
 import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
-import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { TestS3Server } from '../support/s3-server.js';
 import { readAll, exists } from '../support/files.js';
 
 let server: TestS3Server;
@@ -31,15 +31,7 @@ afterEach(async () => {
 });
 
 function s3(overrides: Partial<S3StoreOptions> = {}): S3Store {
-  return new S3Store({
-    bucket: server.bucket,
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: S3RVER_CREDENTIALS,
-    maxAttempts: 1,
-    ...overrides,
-  });
+  return new S3Store({ ...server.storeOptions(), maxAttempts: 1, ...overrides });
 }
 
 function setup(options: { template?: string; store?: S3Store; keepLocal?: boolean; uploadRaw?: boolean; now?: () => Date } = {}) {

@@ -6,7 +6,7 @@ import { Readable as NodeReadable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { classifyFailure } from '../../src/storage/retry-policy.js';
 import { S3Store } from '../../src/storage/s3-store.js';
-import { S3RVER_CREDENTIALS, TestS3Server } from '../support/s3-server.js';
+import { TestS3Server } from '../support/s3-server.js';
 import { sha256 } from '../support/encoded-segment.js';
 import { readAll } from '../support/files.js';
 
@@ -28,15 +28,7 @@ let server: TestS3Server;
 let dir: string;
 
 function store(overrides: Partial<ConstructorParameters<typeof S3Store>[0]> = {}): S3Store {
-  return new S3Store({
-    bucket: server.bucket,
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: S3RVER_CREDENTIALS,
-    maxAttempts: 1,
-    ...overrides,
-  });
+  return new S3Store({ ...server.storeOptions(), maxAttempts: 1, ...overrides });
 }
 
 beforeAll(async () => {

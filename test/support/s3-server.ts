@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from 's3rver';
+import type { S3StoreOptions } from '../../src/storage/s3-store.js';
 
 /** s3rver accepts only this key pair. */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
@@ -35,6 +36,11 @@ export class TestS3Server {
 
   get endpoint(): string {
     return `http://127.0.0.1:${this.#port}`;
+  }
+
+  /** What an S3Store needs to talk to this server (its other options stay at their defaults). */
+  storeOptions(): S3StoreOptions {
+    return { bucket: this.bucket, endpoint: this.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3RVER_CREDENTIALS };
   }
 
   get running(): boolean {
