@@ -7,7 +7,7 @@ import type { SegmentEncoder } from '../../src/pipeline/contracts.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import { Uploader } from '../../src/pipeline/upload-queue.js';
 import { JournalStore } from '../../src/recording/journal.js';
-import { Recorder } from '../../src/recording/recorder.js';
+import { makeRecorder } from '../recording/helpers.js';
 import { S3Store } from '../../src/storage/s3-store.js';
 import { UploadLocation } from '../../src/storage/upload-location.js';
 import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
@@ -66,16 +66,7 @@ describe('kill -9 during an upload', () => {
 
     // Restart: the recorder's spool scan puts `uploading` back to `encoded`; the pipeline resumes.
     const logs = captureLogs();
-    const recorder = new Recorder({
-      spoolDir: spool,
-      segmentBytes: 1024 * 1024,
-      includeKeys: false,
-      includeClipboard: false,
-      includeAudio: false,
-      journals,
-      logger: logs.logger,
-      onSealed: () => undefined,
-    });
+    const { recorder } = makeRecorder(spool, { journals, logger: logs.logger });
     const recovery = await recorder.recover();
     expect(recovery.pending).toEqual([{ sessionId: s.sessionId, segment: 1, state: 'encoded' }]);
     await new Promise((r) => setTimeout(r, 5)); // a later clock: {current_epoch} would differ now
