@@ -12,7 +12,7 @@ import fs, { openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,7 @@ import type { SessionRecorder } from '../src/gateway/recording-port.js';
 import { createTestLoggers } from '../src/observability/logger.js';
 import { JournalStore } from '../src/recording/journal.js';
 import { Recorder } from '../src/recording/recorder.js';
+import { startGuacamoleLite } from '../test/support/guacamole-lite.js';
 
 /** recgw-nodisk: recgw whose segment writes go to /dev/null (see leaveOutPageCacheWrites). */
 export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk';
@@ -35,14 +36,6 @@ export interface RunningRelay {
   close(): Promise<void>;
 }
 
-const require = createRequire(import.meta.url);
-// guacamole-lite is CommonJS without types; only its server class is used.
-const GuacamoleLite = require('guacamole-lite') as new (
-  ws: { server: Server },
-  guacd: { host: string; port: number },
-  client: Record<string, unknown>,
-) => { close(): void };
-
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -50,25 +43,11 @@ async function listen(server: Server): Promise<string> {
 
 /** Starts one relay in this process, talking to the guacd stand-in at host:port. */
 export async function startRelay(kind: RelayKind, guacd: { host: string; port: number }, key: Buffer): Promise<RunningRelay> {
-  const server = createServer();
   if (kind === 'lite') {
-    // guacamole-lite console.logs every connection whatever its log level; keep output readable.
-    console.log = () => undefined;
-    const lite = new GuacamoleLite({ server }, guacd, {
-      crypt: { cypher: 'AES-256-CBC', key },
-      log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
-      maxInactivityTime: 0,
-    });
-    const url = await listen(server);
-    return {
-      url,
-      idle: () => Promise.resolve(),
-      close: async () => {
-        lite.close();
-        await new Promise<void>((done) => server.close(() => done()));
-      },
-    };
+    const lite = await startGuacamoleLite(guacd, key, { maxInactivityTime: 0 });
+    return { url: lite.url, idle: () => Promise.resolve(), close: () => lite.close() };
   }
+  const server = createServer();
   const tmp = await mkdtemp(join(tmpdir(), 'recgw-bench-'));
   const config = loadConfig({
     TOKEN_KEY: key.toString('utf8'),

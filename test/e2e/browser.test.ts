@@ -1,7 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { parseAll } from '../../src/protocol/index.js';
@@ -9,6 +6,7 @@ import { upToSync } from '../support/files.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY } from '../support/gateway-harness.js';
 import { CLIENT_CONNECTED, Chromium, PageServer, openTestPage, type LiveStatus } from '../support/guac-browser.js';
+import { startGuacamoleLite } from '../support/guacamole-lite.js';
 
 // The real client: guacamole-common-js 1.5.0 in Chromium, through the gateway, to the guacd
 // stand-in replaying each real recording 20× faster than it was recorded.
@@ -101,7 +99,7 @@ describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', (
     const replay = upToSync(await loadReplay(join(FIXTURES, 'ssh-terminal.gz')), 100);
     const guacd = await FakeGuacd.start({ replay, speed: SPEED, afterReplay: 'hold' });
     const h = await GatewayHarness.start(guacd);
-    const lite = await startGuacamoleLite(guacd);
+    const lite = await startGuacamoleLite(guacd, TEST_TOKEN_KEY);
     const token = h.token({ connection: { type: 'ssh', settings: { hostname: 'shell', username: 'bob', password: 'pw' } }, session: { id: 'browser-lite' } });
     const results: LiveStatus[] = [];
     try {
@@ -134,33 +132,6 @@ describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', (
     }
   });
 });
-
-/** guacamole-lite 1.2.0 as published (CommonJS, no types), on a random port, pointed at `guacd`. */
-async function startGuacamoleLite(guacd: FakeGuacd): Promise<{ url: string; close(): Promise<void> }> {
-  const require = createRequire(import.meta.url);
-  const GuacamoleLite = require('guacamole-lite') as new (
-    ws: { server: Server },
-    guacd: { host: string; port: number },
-    client: Record<string, unknown>,
-  ) => { close(): void };
-  const server = createServer();
-  // It console.logs every connection whatever its log level (one of its defects).
-  const quiet = vi.spyOn(console, 'log').mockImplementation(() => undefined);
-  const lite = new GuacamoleLite({ server }, { host: guacd.host, port: guacd.port }, {
-    crypt: { cypher: 'AES-256-CBC', key: TEST_TOKEN_KEY },
-    log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
-    async close() {
-      lite.close(); // also removes the SIGTERM/SIGINT handlers it installed
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      quiet.mockRestore();
-    },
-  };
-}
 
 async function waitFor(check: () => boolean, timeoutMs: number): Promise<void> {
   await waitForAsync(async () => check(), timeoutMs);

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -10,15 +10,11 @@ import { createTestLoggers } from '../../src/observability/logger.js';
 import { encodeInstruction, parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY, TunnelClient } from '../support/gateway-harness.js';
+import { startGuacamoleLite } from '../support/guacamole-lite.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 const require = createRequire(import.meta.url);
-// guacamole-lite 1.2.0 is CommonJS without type declarations; these are the two pieces used.
-const GuacamoleLite = require('guacamole-lite') as new (
-  ws: { server: Server },
-  guacd: { host: string; port: number },
-  client: Record<string, unknown>,
-) => { close(): void };
+// guacamole-lite 1.2.0 is CommonJS without type declarations; its token encryption is used here.
 const Crypt = require('guacamole-lite/lib/Crypt.js') as new (cypher: string, key: Buffer) => { encrypt(data: unknown): string };
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -34,22 +30,11 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-/** guacamole-lite 1.2.0 as published, in this process, on a random port, pointed at `guacd`. */
-async function startGuacamoleLite(guacd: FakeGuacd): Promise<string> {
-  const server = createServer();
-  // It console.logs every connection whatever the log level (one of its defects); keep test output clean.
-  const quiet = vi.spyOn(console, 'log').mockImplementation(() => undefined);
-  const lite = new GuacamoleLite({ server }, { host: guacd.host, port: guacd.port }, {
-    crypt: { cypher: 'AES-256-CBC', key: TEST_TOKEN_KEY },
-    log: { level: 0, stdLog: () => undefined, errorLog: () => undefined },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(async () => {
-    lite.close(); // also removes the SIGTERM/SIGINT handlers it installed
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    quiet.mockRestore();
-  });
-  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+/** guacamole-lite 1.2.0 as published, closed after the test. */
+async function startLite(guacd: FakeGuacd): Promise<string> {
+  const lite = await startGuacamoleLite(guacd, TEST_TOKEN_KEY);
+  cleanups.push(() => lite.close());
+  return lite.url;
 }
 
 async function fake(opts: Parameters<typeof FakeGuacd.start>[0]): Promise<FakeGuacd> {
@@ -69,7 +54,7 @@ const SSH = { type: 'ssh' as const, settings: { hostname: 'shell', username: 'bo
 describe('compatibility with guacamole-lite 1.2.0', () => {
   it('one token (made by encryptToken) works through guacamole-lite and through recgw, with the same instructions', async () => {
     const g = await fake({ replay: join(FIXTURES, 'ssh-terminal.gz') });
-    const liteUrl = await startGuacamoleLite(g);
+    const liteUrl = await startLite(g);
     const h = await harness(g);
     const token = encryptToken({ connection: SSH, session: { id: 'compat' } }, TEST_TOKEN_KEY);
 
