@@ -201,11 +201,6 @@ export class SegmentWriter {
     return { bytes: this.#committed, sha256, ...(this.#error ? { error: this.#error } : {}) };
   }
 
-  #enqueue(buf: Buffer): void {
-    this.#queue.push(buf);
-    this.#queuedBytes += buf.length;
-  }
-
   /** Turns the open run into a queued view of its parent buffer (no copy). */
   #closeRun(): void {
     const parent = this.#runParent;
