@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 import { GuacStatus, RecgwError, errorMessage, isRecgwError } from '../errors.js';
 import { MetricName } from '../observability/logger.js';
 import { GuacamoleParser, encodeInstruction, type Instruction } from '../protocol/index.js';
+import { byteRuns, joinViews } from '../protocol/byte-runs.js';
 import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import type { ClientAddress } from './client-address.js';
 import { resolveConnection, type ResolvedConnection } from './connection-settings.js';
@@ -452,45 +453,14 @@ function asRecgwError(err: unknown, code: RecgwError['code']): RecgwError {
   return isRecgwError(err) ? err : new RecgwError(code, errorMessage(err), { cause: err });
 }
 
-/**
- * The bytes of consecutive instructions. Instructions parsed from one TCP chunk are usually
- * adjacent slices of it, so they are re-joined without copying when they are.
- */
+/** The bytes of consecutive instructions, as one buffer (a view when they lie back to back). */
 export function joinRaw(list: readonly Instruction[]): Buffer {
-  if (list.length === 1) return list[0]!.raw;
-  const first = list[0]!.raw;
-  let total = first.length;
-  let adjacent = true;
-  for (let i = 1; i < list.length; i++) {
-    const prev = list[i - 1]!.raw;
-    const cur = list[i]!.raw;
-    total += cur.length;
-    if (adjacent && (cur.buffer !== prev.buffer || cur.byteOffset !== prev.byteOffset + prev.length)) adjacent = false;
-  }
-  if (adjacent) return Buffer.from(first.buffer, first.byteOffset, total);
-  return Buffer.concat(list.map((i) => i.raw), total);
+  return joinViews(list.map((i) => i.raw));
 }
 
-/**
- * The bytes of consecutive instructions (at least one) as views of the buffers they were parsed
- * from, one view per run of instructions lying back to back.
- */
+/** The bytes of consecutive instructions (at least one), one view per back-to-back run. */
 export function adjacentRuns(list: readonly Instruction[]): Buffer[] {
-  const runs: Buffer[] = [];
-  let start = list[0]!.raw;
-  let end = start.byteOffset + start.length;
-  for (let i = 1; i < list.length; i++) {
-    const cur = list[i]!.raw;
-    if (cur.buffer === start.buffer && cur.byteOffset === end) {
-      end += cur.length;
-      continue;
-    }
-    runs.push(Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
-    start = cur;
-    end = cur.byteOffset + cur.length;
-  }
-  runs.push(runs.length === 0 && list.length === 1 ? start : Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
-  return runs;
+  return byteRuns(list.map((i) => i.raw));
 }
 
 function toBuffer(data: RawData): Buffer {

@@ -1,5 +1,6 @@
 import { isAscii } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
+import { joinViews } from './byte-runs.js';
 import { Instruction } from './instruction.js';
 import { holdBytes, releaseBytes } from './read-arenas.js';
 
@@ -179,9 +180,8 @@ export class GuacamoleParser {
     } else {
       const parts = this.#parts;
       this.#parts = [];
-      const last = buf.subarray(instStart, instEnd);
       // Consecutive reads into one arena sit side by side: then the instruction is one view.
-      raw = adjacent(parts, last) ?? Buffer.concat([...parts, last]);
+      raw = joinViews([...parts, buf.subarray(instStart, instEnd)]);
       for (const p of parts) releaseBytes(p);
     }
     const offsets = this.#offsets;
@@ -197,19 +197,6 @@ export class GuacamoleParser {
     this.#failed = new ProtocolError(message, this.#streamOffset + indexInChunk);
     throw this.#failed;
   }
-}
-
-/** One view over `parts` then `last` when they lie back to back in the same memory. */
-function adjacent(parts: readonly Buffer[], last: Buffer): Buffer | undefined {
-  const first = parts[0]!;
-  const ab = first.buffer;
-  let end = first.byteOffset + first.length;
-  for (let k = 1; k <= parts.length; k++) {
-    const p = k < parts.length ? parts[k]! : last;
-    if (p.buffer !== ab || p.byteOffset !== end) return undefined;
-    end += p.length;
-  }
-  return Buffer.from(ab, first.byteOffset, end - first.byteOffset);
 }
 
 function describeByte(b: number): string {
