@@ -70,7 +70,13 @@ export class GuacdConnection {
     return new Promise<GuacdConnection>((resolve, reject) => {
       // guacd's bytes are read into reused arenas (read-arenas.ts says why); `route` sends each
       // read to the handshake first, then to the relay.
-      const reader = new ArenaReader();
+      // The parser is made below; the reader asks it only once reads begin.
+      const reader = new ArenaReader({
+        get pendingBytes() {
+          return parser.pendingBytes;
+        },
+        movePending: (target) => parser.movePending(target),
+      });
       const route: ChunkRoute = { onChunk: () => undefined };
       const socket = connect({
         host: opts.host,

@@ -71,6 +71,24 @@ export class GuacamoleParser {
   }
 
   /**
+   * Copies the incomplete instruction's bytes into `target` (exactly pendingBytes long) and
+   * keeps that copy from now on, letting go of the chunks they came in (read-arenas.ts: an
+   * instruction crossing into a fresh arena stays one view).
+   */
+  movePending(target: Buffer): void {
+    if (target.length !== this.#instBytes) throw new RangeError(`movePending: ${target.length} bytes given for ${this.#instBytes} pending`);
+    if (this.#instBytes === 0) return;
+    let at = 0;
+    for (const part of this.#parts) {
+      part.copy(target, at);
+      at += part.length;
+      releaseBytes(part);
+    }
+    holdBytes(target);
+    this.#parts = [target];
+  }
+
+  /**
    * Feeds a chunk; calls onInstruction for each instruction it completes, in order.
    * Throws ProtocolError on malformed input (and on every later call).
    */

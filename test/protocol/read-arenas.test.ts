@@ -129,3 +129,53 @@ describe('SegmentWriter over read arenas', () => {
     after.close();
   });
 });
+
+describe('ArenaReader with a parser (guacd-client.ts wires them so)', () => {
+  const blob = (n: number): string => `4.blob,1.0,${n}.${'A'.repeat(n)};`;
+
+  it('moves an instruction cut by the end of an arena to the front of the next, so it stays one view', () => {
+    const got: Instruction[] = [];
+    const parser = new GuacamoleParser((ins) => got.push(ins));
+    const reader = new ArenaReader(parser);
+    parser.push(read(reader, Buffer.from(blob(60_000))));
+    parser.push(read(reader, Buffer.from(blob(50_000))));
+    const cut = blob(9_000);
+    const tail = read(reader, Buffer.from(`${blob(5_000)}${cut.slice(0, 4_000)}`));
+    parser.push(tail);
+    expect(parser.pendingBytes).toBe(4_000);
+    const next = read(reader, Buffer.from(`${cut.slice(4_000)}3.nop;`));
+    expect(next.buffer).not.toBe(tail.buffer); // a fresh arena ...
+    expect(next.byteOffset).toBe(4_000); // ... whose front holds the moved start
+    // The old arena is no longer held by anyone: freed (poisoned) and taken by the next reader.
+    const other = new ArenaReader();
+    expect(other.nextSlot().buffer).toBe(tail.buffer);
+    parser.push(next);
+    const moved = got.at(-2)!;
+    expect(moved.raw.toString()).toBe(cut);
+    expect(moved.raw.buffer).toBe(next.buffer); // one view, not a joined copy
+    expect(moved.raw.byteOffset).toBe(0);
+    expect(got.at(-1)!.raw.toString()).toBe('3.nop;');
+    other.close();
+    reader.close();
+  });
+
+  it('leaves an instruction too long to move where it is and joins it as before', () => {
+    const got: string[] = [];
+    const parser = new GuacamoleParser((ins) => got.push(ins.raw.toString()));
+    const reader = new ArenaReader(parser);
+    const big = blob(119_990); // 120 010 bytes: two reads nearly fill the arena
+    parser.push(read(reader, Buffer.from(big.slice(0, 60_000))));
+    parser.push(read(reader, Buffer.from(big.slice(60_000, 120_000))));
+    const next = read(reader, Buffer.from(big.slice(120_000)));
+    expect(next.byteOffset).toBe(0); // nothing moved: 120 000 bytes would not leave room for a read
+    parser.push(next);
+    expect(got).toEqual([big]);
+    reader.close();
+  });
+
+  it('refuses a target of the wrong size', () => {
+    const parser = new GuacamoleParser(() => undefined);
+    parser.push(Buffer.from('4.sync,'));
+    expect(() => parser.movePending(Buffer.alloc(3))).toThrow(RangeError);
+  });
+});
