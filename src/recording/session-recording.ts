@@ -45,6 +45,8 @@ export class SessionRecording {
   readonly #log: Logger;
   readonly #streams: LeftOutStreams;
   readonly #clock: SyncClock;
+  /** When the batch being recorded arrived; read at its first sync. */
+  #batchAt: number | undefined;
   readonly #rollAfterSyncAt: number;
 
   #segment: number;
@@ -100,6 +102,8 @@ export class SessionRecording {
    */
   serverBatch(batch: readonly Instruction[]): void {
     if (this.#stopped) return;
+    // Read the clock once per read, not per sync: a busy desktop sends dozens of syncs per read.
+    this.#batchAt = undefined;
     for (let i = 0; i < batch.length; i++) {
       this.#server(batch[i]!);
       if (this.#stopped) return;
@@ -117,7 +121,7 @@ export class SessionRecording {
     // than the rest of this method on a busy relay.
     if (raw[0] === 0x34 /* '4.sync' */ && raw[2] === 0x73 && raw[3] === 0x79 && raw[4] === 0x6e && raw[5] === 0x63) {
       syncTs = ins.intArg(0);
-      this.#clock.sync(syncTs);
+      this.#clock.sync(syncTs, (this.#batchAt ??= this.#ctx.now()));
     }
     if (!this.#streams.keep(ins)) return;
     if (!this.#sizeSeen && raw[0] === 0x34 /* '4.size' */ && raw[2] === 0x73 && raw[3] === 0x69 && ins.opcode === 'size' && ins.arg(0) === '0') {

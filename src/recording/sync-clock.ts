@@ -22,11 +22,14 @@ export class SyncClock {
     return this.#lastSync !== undefined;
   }
 
-  /** Records a server `sync` timestamp (ms). */
-  sync(timestamp: number): void {
+  /**
+   * Records a server `sync` timestamp (ms) that arrived at `arrivedAt` (the clock given to the
+   * constructor; read now when not given). Syncs from one socket read share one arrival time.
+   */
+  sync(timestamp: number, arrivedAt?: number): void {
     if (!Number.isFinite(timestamp)) return;
     this.#lastSync = timestamp;
-    this.#lastSyncAt = this.#now();
+    this.#lastSyncAt = arrivedAt ?? this.#now();
   }
 
   /** Timestamp for an input event happening now; undefined before the first sync. */

@@ -197,6 +197,22 @@ describe('client input on the sync clock', () => {
       ].join(''),
     );
   });
+  it('reads the clock once per batch of guacd instructions, however many syncs it holds', async () => {
+    let reads = 0;
+    let now = 0;
+    const t = makeRecorder(spool.dir, { now: () => (reads++, now) });
+    const rec = await t.recorder.start(startInfo('clock-batch'));
+    const before = reads;
+    rec.serverBatch(ins('4.sync,4.1000;4.sync,4.1001;3.nop;4.sync,4.1002;'));
+    expect(reads - before).toBe(1);
+    rec.serverBatch(ins('3.nop;'));
+    expect(reads - before).toBe(1); // no sync, no read
+    now = 20;
+    rec.clientInstruction(ins(encodeInstruction('mouse', 1, 1, 0))[0]!);
+    await rec.close('done');
+    // The last sync of the batch counts from the batch's arrival (0): 1002 + 20.
+    expect(readFileSync(join(sessionDir(spool.dir, 'clock-batch'), '000001.guac'), 'utf8')).toContain('5.mouse,1.1,1.1,1.0,4.1022;');
+  });
 });
 
 describe('segment boundaries', () => {
