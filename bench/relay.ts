@@ -3,7 +3,7 @@
 // bare guacamole-lite 1.2.0, recgw with recording off, recgw with recording on (real Recorder
 // writing a temp spool). Prints, per relay, MB/s and the relay process's CPU seconds per 100 MB,
 // medians over the rounds, and the ratios; then, for reading the on/off ratio, what writing a
-// session's worth of bytes costs the kernel on this machine.
+// session's worth of bytes costs the kernel on this machine, into fresh and into reused pages.
 //
 //   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process] [--without-page-cache]
 //   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
@@ -210,34 +210,48 @@ async function main(): Promise<void> {
 
   for (const w of ways) await w.relay.close();
   await guacd.close();
-  writeReference(guacd.replayBytes.length * LOOPS);
+  await writeReference(guacd.replayBytes.length * LOOPS);
 }
+
+/** Long enough for this VM to hand freed pages back to its host (free page reporting waits ~2 s). */
+const PAGES_RETURNED_MS = 6000;
 
 /**
  * What the recording's writes cost the kernel on this machine, for reading the on/off ratio:
- * a session's worth of bytes written to the temp directory (where the relays' spools are) in
- * 1 MiB writes, three files kept side by side as a spool keeps segments, then fsynced. Printed
- * as system CPU seconds per 100 MB, each file on its own.
+ * session-sized files written to the temp directory (where the relays' spools are) in 1 MiB
+ * writes, each fsynced, as CPU seconds per 100 MB. First eight files kept side by side, as the
+ * recording relay keeps every session's segment, so each needs page-cache pages never used
+ * before; then, with those deleted, two more into the pages just freed. On a VM with free page
+ * reporting (this one) the kept files cost several times the others once a few hundred MB are
+ * in use: a page the host took back is faulted in again on first touch.
  */
-function writeReference(bytes: number): void {
+async function writeReference(bytes: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'recgw-bench-write-'));
   // 64 different source buffers, as the relay's arenas are many: the copy reads memory, not cache.
   const chunks = Array.from({ length: 64 }, (_, k) => Buffer.alloc(1024 * 1024, 0x41 + (k % 26)));
-  const figures: string[] = [];
+  const writeFile = (name: string): string => {
+    const fd = openSync(join(dir, name), 'w');
+    const before = process.cpuUsage();
+    for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) writeSync(fd, chunks[i % 64]!, 0, Math.min(1024 * 1024, bytes - pos), pos);
+    fsyncSync(fd);
+    const used = process.cpuUsage(before);
+    closeSync(fd);
+    return (((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2);
+  };
   try {
-    for (let k = 0; k < 3; k++) {
-      const fd = openSync(join(dir, `${k}.bin`), 'w');
-      const before = process.cpuUsage();
-      for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) writeSync(fd, chunks[i % 64]!, 0, Math.min(1024 * 1024, bytes - pos), pos);
-      fsyncSync(fd);
-      const used = process.cpuUsage(before);
-      closeSync(fd);
-      figures.push((((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2));
-    }
+    // The relays' spools were just deleted: wait until their pages have gone back to the host.
+    await new Promise((resolve) => setTimeout(resolve, PAGES_RETURNED_MS));
+    const kept = Array.from({ length: 8 }, (_, k) => writeFile(`kept-${k}.bin`));
+    for (let k = 0; k < 8; k++) rmSync(join(dir, `kept-${k}.bin`));
+    const reused = Array.from({ length: 2 }, (_, k) => writeFile(`reused-${k}.bin`));
+    process.stdout.write(
+      `\nwriting ${(bytes / 1e6).toFixed(0)} MB files to ${tmpdir()} (1 MiB writes + fsync), CPU s/100 MB each:\n` +
+        `  8 kept side by side (fresh pages): ${kept.join(', ')}\n` +
+        `  2 more after deleting those (pages just freed): ${reused.join(', ')}\n`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(`\nwriting ${(bytes / 1e6).toFixed(0)} MB to ${tmpdir()} (1 MiB writes + fsync), CPU s/100 MB, three files kept side by side: ${figures.join(', ')}\n`);
 }
 
 await main();
