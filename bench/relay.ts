@@ -13,13 +13,13 @@
 // bytes) stay in this process, so the relay's CPU figure is its own. --in-process runs the
 // relays in this process instead (the old mode; CPU then covers stand-in and client too).
 // Rounds interleave the relays (A B C A B C ...) so load on the machine hits all of them alike.
-import { fork, type ChildProcess } from 'node:child_process';
 import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
+import { startChildRelay, type Relay } from './relay-child.js';
 import { mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
@@ -46,13 +46,6 @@ interface Run {
   setupMs: number;
 }
 
-/** A relay under test, wherever it runs: its process's CPU time so far, all threads and main only. */
-interface Relay {
-  url: string;
-  cpuSeconds(): Promise<{ all: number; main: number }>;
-  close(): Promise<void>;
-}
-
 /** One session through the relay at `url`. */
 function session(url: string, token: string): Promise<Run> {
   return new Promise((resolve, reject) => {
@@ -70,51 +63,6 @@ function session(url: string, token: string): Promise<Run> {
     ws.on('error', reject);
     ws.on('close', () => resolve({ bytes, seconds: (lastAt - firstAt) / 1000, setupMs: firstAt - openAt }));
   });
-}
-
-interface ChildMessage {
-  type: 'ready' | 'cpu';
-  url?: string;
-  user?: number;
-  system?: number;
-  mainThread?: number;
-}
-
-function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<ChildMessage> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: ChildMessage): void => {
-      if (msg.type !== type) return;
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      resolve(msg);
-    };
-    const onExit = (code: number | null): void => reject(new Error(`relay child exited (${code}) waiting for ${type}`));
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
-
-async function childRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
-  const child = fork(join(import.meta.dirname, 'relay-server.ts'), [kind, guacd.host, String(guacd.port), KEY.toString('hex')], {
-    // BENCH_RELAY_NODE_ARGS: extra node flags for the relay children, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_RELAY_NODE_ARGS ?? '').split(' ').filter(Boolean)],
-    stdio: ['ignore', process.env.BENCH_RELAY_STDOUT ? 'inherit' : 'ignore', 'inherit', 'ipc'],
-  });
-  const ready = await nextMessage(child, 'ready');
-  return {
-    url: ready.url!,
-    cpuSeconds: async () => {
-      const reply = nextMessage(child, 'cpu');
-      child.send({ type: 'cpu' });
-      const { user, system, mainThread } = await reply;
-      return { all: (user! + system!) / 1e6, main: mainThread! / 1e6 };
-    },
-    close: async () => {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.send({ type: 'stop' });
-      await exited;
-    },
-  };
 }
 
 async function inProcessRelay(kind: RelayKind, guacd: FakeGuacd): Promise<Relay> {
@@ -139,7 +87,7 @@ const median = (xs: number[]): number => {
 
 async function main(): Promise<void> {
   const guacd = await FakeGuacd.start({ replay: FIXTURE, loops: LOOPS, keepSent: false, chunkSize: 64 * 1024 });
-  const start = IN_PROCESS ? inProcessRelay : childRelay;
+  const start = IN_PROCESS ? inProcessRelay : (kind: RelayKind, g: FakeGuacd) => startChildRelay(kind, g, KEY);
   const payload = (recording: boolean, n: number) => ({
     connection: { type: 'vnc' as const, settings: { hostname: 'bench' } },
     session: { id: `bench-${recording ? 'rec' : 'norec'}-${n}` },
