@@ -79,6 +79,12 @@ export interface FakeGuacdOptions {
    * by guacenc).
    */
   loops?: number;
+  /**
+   * Timed replays: note when each `sync` goes out and, when the client acknowledges it (a
+   * `sync` with the same timestamp, as guacamole-common-js sends once it has drawn the frame),
+   * keep the round trip in `syncRoundTrips`: guacd's own measure of how far behind the client is.
+   */
+  timeSyncs?: boolean;
 }
 
 /** Stream indexes of injected streams: far above anything the fixtures use. */
@@ -106,6 +112,10 @@ export class FakeGuacdConnection {
   readonly sentChunks: Buffer[] = [];
   sentBytes = 0;
   syncsSent = 0;
+  /** With timeSyncs: ms from a sync's write to the client's acknowledgement, in arrival order. */
+  readonly syncRoundTrips: number[] = [];
+  /** With timeSyncs: when each sync not yet acknowledged was written, by timestamp. */
+  readonly syncSentAt = new Map<number, number>();
   crashed = false;
   /** Resolves when the connection is closed, from either side. */
   readonly closed: Promise<void>;
@@ -214,6 +224,13 @@ export class FakeGuacd {
       }
       return;
     }
+    if (this.#opts.timeSyncs && ins.opcode === 'sync') {
+      const sentAt = conn.syncSentAt.get(ins.intArg(0));
+      if (sentAt !== undefined) {
+        conn.syncRoundTrips.push(performance.now() - sentAt);
+        conn.syncSentAt.delete(ins.intArg(0));
+      }
+    }
     if (this.#opts.keepReceived !== false) conn.clientInstructions.push({ opcode: ins.opcode, args: ins.args(), raw: Buffer.from(ins.raw), syncsSentBefore: conn.syncsSent });
     if (this.#opts.crashOnEarlyMouse && ins.opcode === 'mouse' && conn.syncsSent === 0) {
       conn.crashed = true;
@@ -248,8 +265,15 @@ export class FakeGuacd {
       }
       if (o.chunkDelayMs) await sleep(o.chunkDelayMs);
     };
+    /** Timestamps of the syncs in `pending` (timeSyncs): they go out with the next flush. */
+    let pendingSyncs: number[] = [];
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
+      if (pendingSyncs.length > 0) {
+        const at = performance.now();
+        for (const ts of pendingSyncs) if (!conn.syncSentAt.has(ts)) conn.syncSentAt.set(ts, at);
+        pendingSyncs = [];
+      }
       const all = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
@@ -298,13 +322,14 @@ export class FakeGuacd {
         }
         if (isSync) conn.syncsSent++;
         const shifted = isSync && loop > 0 ? shiftSync(ins, loop * loopShift) : undefined;
+        const ts = isSync ? ins.intArg(0) + (loop > 0 ? loop * loopShift : 0) : 0;
+        if (isSync && o.timeSyncs) pendingSyncs.push(ts);
         await send(shifted ?? ins.raw);
         if (!isSync) continue;
         if (!injected && o.inject) {
           injected = true;
           for (const part of injectedStreams(o.inject)) await send(part);
         }
-        const ts = ins.intArg(0) + (loop > 0 ? loop * loopShift : 0);
         if (Number.isFinite(speed) && lastSync !== undefined && ts > lastSync) {
           await flush();
           await sleep((ts - lastSync) / speed);

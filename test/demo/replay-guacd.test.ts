@@ -64,3 +64,37 @@ describe('FakeGuacd loops', () => {
     }
   });
 });
+
+describe('FakeGuacd timeSyncs (bench/latency.ts)', () => {
+  it('times each sync from its write to the client acknowledging it', async () => {
+    const guacd = await FakeGuacd.start({ replay: RECORDING, speed: 4, timeSyncs: true, afterReplay: 'hold' });
+    try {
+      const { socket, received } = handshake(guacd);
+      const acked = new Set<number>();
+      // Acknowledge each sync 30 ms after it arrives, except 1080, which is never answered.
+      const timer = setInterval(() => {
+        for (const ins of received) {
+          const ts = ins.opcode === 'sync' ? ins.intArg(0) : undefined;
+          if (ts === undefined || acked.has(ts) || ts === 1080) continue;
+          acked.add(ts);
+          setTimeout(() => socket.write(encodeInstruction('sync', ts)), 30);
+        }
+      }, 1);
+      const conn = () => guacd.connections[0]!;
+      while (guacd.connections.length === 0 || conn().syncRoundTrips.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+      clearInterval(timer);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // 1000 and 1040 answered once each (1040 is sent twice, timed from its first write); 1080 waits.
+      expect(conn().syncRoundTrips.length).toBe(2);
+      for (const rtt of conn().syncRoundTrips) {
+        expect(rtt).toBeGreaterThanOrEqual(29);
+        expect(rtt).toBeLessThan(1000);
+      }
+      expect(conn().syncSentAt.has(1080)).toBe(true);
+      expect(conn().syncSentAt.has(1000)).toBe(false);
+      socket.destroy();
+    } finally {
+      await guacd.close();
+    }
+  });
+});
