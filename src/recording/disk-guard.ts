@@ -11,13 +11,40 @@ const checkDiskSpace: CheckDiskSpace =
   typeof checkDiskSpaceModule === 'function' ? (checkDiskSpaceModule as CheckDiskSpace) : checkDiskSpaceModule.default;
 
 /**
+ * A measurement taken this recently (or still under way) answers later callers too. Every
+ * recorded session's admission measures the spool, and check-disk-space runs `df` in a child
+ * process: spawning one costs the event loop a few ms, so a burst of connections (a shift
+ * starting) would cost every running session that much relay time per connection. A quarter
+ * second is far less than the floor's margin can be used up in (the watchdog ends sessions at
+ * half the floor).
+ */
+export const FREE_SPACE_REUSE_MS = 250;
+
+/**
+ * Wraps a free-space measurement so that calls for the same path within `reuseMs` of the last
+ * measurement's start share it; a failed measurement is never reused.
+ */
+export function sharedMeasurement(measure: (path: string) => Promise<number>, reuseMs: number, now: () => number = () => performance.now()): (path: string) => Promise<number> {
+  const last = new Map<string, { at: number; free: Promise<number> }>();
+  return (path) => {
+    const key = resolve(path);
+    const prev = last.get(key);
+    if (prev && now() - prev.at < reuseMs) return prev.free;
+    const entry = { at: now(), free: measure(key) };
+    last.set(key, entry);
+    entry.free.catch(() => {
+      if (last.get(key) === entry) last.delete(key);
+    });
+    return entry.free;
+  };
+}
+
+/**
  * Free bytes (for an unprivileged user) on the file system holding `path`. The spool may not
  * exist yet on a fresh machine; check-disk-space then measures its nearest existing parent.
+ * Measurements are shared for FREE_SPACE_REUSE_MS.
  */
-export async function freeBytes(path: string): Promise<number> {
-  const { free } = await checkDiskSpace(resolve(path));
-  return free;
-}
+export const freeBytes: (path: string) => Promise<number> = sharedMeasurement(async (path) => (await checkDiskSpace(path)).free, FREE_SPACE_REUSE_MS);
 
 /** Throws RECGW_ERR_DISK_FLOOR when the spool's file system has less than `minFreeBytes` free. */
 export async function checkDiskFloor(spoolDir: string, minFreeBytes: number): Promise<void> {

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isRecgwError, type RecgwError } from '../../src/errors.js';
 import { parseAll } from '../../src/protocol/index.js';
 import { createTestLoggers } from '../../src/observability/logger.js';
-import { checkDiskFloor, DiskWatchdog, freeBytes } from '../../src/recording/disk-guard.js';
+import { checkDiskFloor, DiskWatchdog, freeBytes, sharedMeasurement } from '../../src/recording/disk-guard.js';
 import { makeRecorder, startInfo, tempSpool } from './helpers.js';
 
 const spool = tempSpool();
@@ -18,6 +18,42 @@ describe('disk floor', () => {
     const err = await checkDiskFloor(spool.dir, free + 1024 ** 4).catch((e: unknown) => e);
     expect(isRecgwError(err, 'RECGW_ERR_DISK_FLOOR')).toBe(true);
     expect((err as RecgwError).message).toMatch(/RECORDING_MIN_FREE_BYTES/);
+  });
+});
+
+describe('sharedMeasurement', () => {
+  it('lets calls within the reuse window share one measurement, per path, and never reuses a failure', async () => {
+    let clock = 0;
+    const calls: string[] = [];
+    let fail = false;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const measure = sharedMeasurement(
+      async (path) => {
+        const n = calls.push(path);
+        await gate;
+        if (fail) throw new Error('df failed');
+        return n;
+      },
+      250,
+      () => clock,
+    );
+    // A burst of admissions while the first `df` runs: one measurement for all of them.
+    const burst = Array.from({ length: 20 }, () => measure('/spool'));
+    const other = measure('/elsewhere');
+    release();
+    expect(await Promise.all(burst)).toEqual(Array(20).fill(1));
+    expect(await other).toBe(2);
+    expect(calls).toEqual(['/spool', '/elsewhere']);
+    clock = 249;
+    expect(await measure('/spool/.')).toBe(1); // same path once resolved, still fresh
+    clock = 250;
+    expect(await measure('/spool')).toBe(3); // too old: measured again
+    clock = 600;
+    fail = true;
+    await expect(measure('/spool')).rejects.toThrow('df failed');
+    fail = false;
+    expect(await measure('/spool')).toBe(5); // the failure was not kept
   });
 });
 
