@@ -102,7 +102,7 @@ export class SessionRecording {
    */
   serverBatch(batch: readonly Instruction[]): void {
     if (this.#stopped) return;
-    // Read the clock once per read, not per sync: a busy desktop sends dozens of syncs per read.
+    // Read the clock once per read, not per sync: a fast session's read holds dozens of syncs.
     this.#batchAt = undefined;
     for (let i = 0; i < batch.length; i++) {
       this.#server(batch[i]!);
