@@ -16,7 +16,7 @@ export interface Backlog {
   encode_failures: number;
   /** Earliest next_attempt_at of a failed segment (ISO 8601). */
   next_retry_at: string | null;
-  /** Sessions in the spool. */
+  /** Sessions in the spool's sessions/ folder (a day after they end, finished ones move to finished/). */
   sessions: number;
   /** Sessions with at least one segment waiting. */
   sessions_waiting: number;

@@ -11,6 +11,8 @@ import { mediaFiles, releasableStateFiles, removeFiles } from './local-files.js'
 export type PipelineUploader = SegmentUploader & {
   storeJournal?(sessionId: string): Promise<void>;
   retryStaleJournals?(): Promise<void>;
+  /** True while the session's journal still has to reach storage. */
+  journalPending?(sessionId: string): boolean;
 };
 
 export interface PipelineOptions {
@@ -19,9 +21,17 @@ export interface PipelineOptions {
   uploader: PipelineUploader;
   /** RECORDING_RETENTION_PERIOD: how long after sealing an un-stored segment stays local. */
   retentionMs: number;
+  /** How long after its last connection ended a settled session moves to finished/ (default 24 h). */
+  finishedAfterMs?: number;
   logger: Logger;
   now?: () => Date;
 }
+
+/**
+ * A day: a session that reconnects within it (a dropped network, a laptop woken up) stays in
+ * sessions/; later reconnects move it back from finished/, which costs one rename.
+ */
+export const FINISHED_AFTER_MS = 24 * 3600 * 1000;
 
 export type PendingSegment = SegmentRef & { state: SegmentState };
 
@@ -32,6 +42,8 @@ export interface SweepReport {
   expired: number;
   /** Sessions found to have nothing left to do, from now on skipped (JournalStore.settle). */
   settled: number;
+  /** Settled sessions whose folders moved to finished/ (JournalStore.moveToFinished). */
+  finished: number;
 }
 
 /** States a segment waits in before it is stored; retention applies to all of them. */
@@ -48,6 +60,7 @@ export class Pipeline {
   readonly #encoder: SegmentEncoder;
   readonly #uploader: PipelineUploader;
   readonly #retentionMs: number;
+  readonly #finishedAfterMs: number;
   readonly #log: Logger;
   readonly #now: () => Date;
   readonly #inFlight = new Map<string, Promise<void>>();
@@ -61,6 +74,7 @@ export class Pipeline {
     this.#encoder = options.encoder;
     this.#uploader = options.uploader;
     this.#retentionMs = options.retentionMs;
+    this.#finishedAfterMs = options.finishedAfterMs ?? FINISHED_AFTER_MS;
     this.#log = options.logger;
     this.#now = options.now ?? (() => new Date());
   }
@@ -149,6 +163,13 @@ export class Pipeline {
     return this.#inFlight.has(refId(ref));
   }
 
+  /** A chain of this session's still runs (e.g. removing local files after an upload). */
+  #sessionBusy(sessionId: string): boolean {
+    const prefix = `${sessionId}/`;
+    for (const id of this.#inFlight.keys()) if (id.startsWith(prefix)) return true;
+    return false;
+  }
+
   #start(ref: SegmentRef, from: 'encode' | 'upload'): void {
     if (this.#stopped) {
       this.#log.info({ session_id: ref.sessionId, segment: ref.segment }, 'pipeline stopped; segment resumes on the next start');
@@ -204,12 +225,21 @@ export class Pipeline {
   }
 
   async #sweepOnce(): Promise<SweepReport> {
-    const report: SweepReport = { retried: 0, started: 0, expired: 0, settled: 0 };
+    const report: SweepReport = { retried: 0, started: 0, expired: 0, settled: 0, finished: 0 };
     if (this.#stopped) return report;
     const now = this.#now();
     for (const sessionId of await this.#journals.list()) {
-      // Nothing left to do there (JournalStore says why these are skipped).
-      if (this.#journals.settledSummary(sessionId)) continue;
+      // Nothing left to do there (JournalStore says why these are skipped); once it has been
+      // over for a while, its folder leaves sessions/ so that sweeps and scans stay as small as
+      // the sessions still in progress, however long the gateway runs.
+      const endedAt = this.#journals.settledSince(sessionId);
+      if (endedAt !== undefined) {
+        const over = now.getTime() - endedAt >= this.#finishedAfterMs;
+        if (over && !this.#sessionBusy(sessionId) && !this.#uploader.journalPending?.(sessionId) && (await this.#journals.moveToFinished(sessionId))) {
+          report.finished++;
+        }
+        continue;
+      }
       let journal: SessionJournal;
       try {
         journal = await this.#journals.get(sessionId);
@@ -241,7 +271,7 @@ export class Pipeline {
       if (this.#journals.settle(sessionId, journal)) report.settled++;
     }
     await this.#uploader.retryStaleJournals?.();
-    if (report.expired + report.retried + report.started > 0) this.#log.debug({ ...report }, 'pipeline sweep');
+    if (report.expired + report.retried + report.started + report.finished > 0) this.#log.debug({ ...report }, 'pipeline sweep');
     return report;
   }
 

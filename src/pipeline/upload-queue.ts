@@ -100,6 +100,11 @@ export class Uploader implements SegmentUploader {
     await this.#uploadJournal(journal, last.upload!.key, { session_id: sessionId });
   }
 
+  /** True while the session's journal is being stored, or its last store failed (to be retried). */
+  journalPending(sessionId: string): boolean {
+    return this.#journalUploads.has(sessionId) || this.#staleJournals.has(sessionId);
+  }
+
   /** Stores again every journal whose last upload failed (the pipeline's sweep calls this). */
   async retryStaleJournals(): Promise<void> {
     for (const id of [...this.#staleJournals]) await this.storeJournal(id);

@@ -95,6 +95,15 @@ export function sessionDir(spoolDir: string, sessionId: string): string {
 }
 
 /**
+ * Where a finished session's folder is moved (JournalStore.moveToFinished): out of `sessions/`,
+ * which the sweep, the backlog and the start-up scan read whole, but still found by name when
+ * the session id connects again.
+ */
+export function finishedDir(spoolDir: string, sessionId: string): string {
+  return join(spoolDir, 'finished', sessionId);
+}
+
+/**
  * The journal of one session: session.json, rewritten atomically (tmp → fsync → rename → fsync
  * of the folder) on every change so a crash leaves either the old or the new file, never half.
  *
@@ -106,6 +115,8 @@ export class SessionJournal {
   readonly dir: string;
   #data: SessionJournalData;
   #chain: Promise<unknown> = Promise.resolve();
+  /** Set once the folder was moved away (JournalStore.moveToFinished): this instance is stale. */
+  #retired: string | undefined;
 
   private constructor(dir: string, data: SessionJournalData) {
     this.dir = dir;
@@ -161,6 +172,7 @@ export class SessionJournal {
    */
   update<T>(change: (data: SessionJournalData) => T): Promise<T> {
     const run = this.#chain.then(async () => {
+      if (this.#retired) throw new RecgwError('RECGW_ERR_JOURNAL', `session journal ${this.dir} was moved to ${this.#retired}; ask the JournalStore for it again`);
       const next = structuredClone(this.#data);
       const result = change(next);
       const previous = this.#data;
@@ -172,6 +184,19 @@ export class SessionJournal {
         throw err;
       }
       return result;
+    });
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Runs `move` once every change already asked for is written, then refuses all later ones:
+   * the folder is somewhere else now and another instance will stand for it.
+   */
+  retire(movedTo: string, move: () => Promise<void>): Promise<void> {
+    const run = this.#chain.then(async () => {
+      await move();
+      this.#retired = movedTo;
     });
     this.#chain = run.catch(() => undefined);
     return run;
@@ -241,6 +266,10 @@ export class JournalStore {
   /** Journals held in memory: those of sessions not settled. */
   readonly #pinned = new Map<string, SessionJournal>();
   readonly #settled = new Map<string, SettledSummary>();
+  /** When the last connection of each settled session ended (ms since the epoch). */
+  readonly #settledEnd = new Map<string, number>();
+  /** Folder moves to finished/ under way: a get() for such a session waits for its move. */
+  readonly #moving = new Map<string, Promise<boolean>>();
   /** Folder names already seen to hold a journal (list() checks each new name once). */
   readonly #known = new Set<string>();
 
@@ -252,16 +281,16 @@ export class JournalStore {
     return sessionDir(this.spoolDir, sessionId);
   }
 
-  /** The journal of an existing session, loaded once. */
+  /** The journal of an existing session (moved back from finished/ if it is there), loaded once. */
   get(sessionId: string): Promise<SessionJournal> {
-    return this.#open(sessionId, () => SessionJournal.load(this.dirOf(sessionId)));
+    return this.#open(sessionId, () => this.#load(sessionId));
   }
 
-  /** Opens the session's journal if it exists, else creates it from `initial`. */
+  /** Opens the session's journal if it exists (in sessions/ or finished/), else creates it from `initial`. */
   getOrCreate(sessionId: string, initial: () => SessionJournalData): Promise<SessionJournal> {
     return this.#open(sessionId, async () => {
       try {
-        return await SessionJournal.load(this.dirOf(sessionId));
+        return await this.#load(sessionId);
       } catch (err) {
         if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
         return SessionJournal.create(this.dirOf(sessionId), initial());
@@ -269,8 +298,27 @@ export class JournalStore {
     });
   }
 
+  /** Loads from sessions/, first moving the folder back from finished/ if it was put there. */
+  async #load(sessionId: string): Promise<SessionJournal> {
+    try {
+      return await SessionJournal.load(this.dirOf(sessionId));
+    } catch (err) {
+      if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
+      try {
+        await rename(finishedDir(this.spoolDir, sessionId), this.dirOf(sessionId));
+      } catch {
+        throw err; // not finished either: the session does not exist
+      }
+      return SessionJournal.load(this.dirOf(sessionId));
+    }
+  }
+
   #open(sessionId: string, load: () => Promise<SessionJournal>): Promise<SessionJournal> {
+    const moving = this.#moving.get(sessionId);
+    // Wait for the move, then load from wherever it left the folder.
+    if (moving) return moving.then(() => this.#open(sessionId, load));
     this.#settled.delete(sessionId);
+    this.#settledEnd.delete(sessionId);
     const live = this.#live.get(sessionId)?.deref();
     if (live) {
       this.#pinned.set(sessionId, live);
@@ -307,8 +355,48 @@ export class JournalStore {
     const counts: SettledSummary = {};
     for (const seg of data.segments) counts[seg.state] = (counts[seg.state] ?? 0) + 1;
     this.#settled.set(sessionId, counts);
+    const ends = [data.ended_at, ...data.connections.map((c) => c.ended_at)].map((t) => Date.parse(t ?? '')).filter(Number.isFinite);
+    // A journal with no end time at all (hand-made) counts from its start.
+    this.#settledEnd.set(sessionId, ends.length ? Math.max(...ends) : Date.parse(data.started_at));
     this.#pinned.delete(sessionId);
     return true;
+  }
+
+  /** When a settled session's last connection ended (ms since the epoch); undefined if not settled. */
+  settledSince(sessionId: string): number | undefined {
+    return this.#settled.has(sessionId) ? this.#settledEnd.get(sessionId) : undefined;
+  }
+
+  /**
+   * Moves a settled session's folder from sessions/ to finished/ and forgets it, so that the
+   * sweep, the backlog and the start-up scan no longer see it; get() and getOrCreate() move it
+   * back when its id connects again (its numbering continues). Returns false, moving nothing,
+   * if the session is not settled or is being loaded. An instance of its journal still held
+   * somewhere refuses changes from then on.
+   */
+  moveToFinished(sessionId: string): Promise<boolean> {
+    const pending = this.#moving.get(sessionId);
+    if (pending) return pending;
+    if (!this.#settled.has(sessionId) || this.#loading.has(sessionId)) return Promise.resolve(false);
+    const from = this.dirOf(sessionId);
+    const to = finishedDir(this.spoolDir, sessionId);
+    const move = async (): Promise<void> => {
+      await mkdir(join(this.spoolDir, 'finished'), { recursive: true });
+      await rename(from, to);
+    };
+    const live = this.#live.get(sessionId)?.deref();
+    const run = (async () => {
+      try {
+        await (live ? live.retire(to, move) : move());
+      } catch {
+        return false; // left where it is; the next sweep tries again
+      }
+      this.forget(sessionId);
+      return true;
+    })();
+    this.#moving.set(sessionId, run);
+    void run.finally(() => this.#moving.delete(sessionId));
+    return run;
   }
 
   /** The segment counts of a settled session; undefined while it is not settled. */
@@ -353,6 +441,7 @@ export class JournalStore {
     this.#live.delete(sessionId);
     this.#pinned.delete(sessionId);
     this.#settled.delete(sessionId);
+    this.#settledEnd.delete(sessionId);
     this.#known.delete(sessionId);
   }
 }

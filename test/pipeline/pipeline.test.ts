@@ -15,6 +15,8 @@ import { makeEncodedSession, sha256 } from '../support/encoded-segment.js';
 import { captureLogs } from '../support/log-capture.js';
 import { TestS3Server } from '../support/s3-server.js';
 import { readAll, exists } from '../support/files.js';
+import { parseAll } from '../../src/protocol/index.js';
+import { makeRecorder, startInfo } from '../recording/helpers.js';
 
 /**
  * Stands in for the encode queue (another stage, with its own tests): the spool already holds
@@ -74,7 +76,7 @@ afterEach(async () => {
   await rm(spool, { recursive: true, force: true });
 });
 
-function build(options: { retentionMs?: number; template?: string; js?: JournalStore } = {}) {
+function build(options: { retentionMs?: number; template?: string; js?: JournalStore; finishedAfterMs?: number; now?: () => Date } = {}) {
   const logs = captureLogs();
   const js = options.js ?? journals;
   const store = new S3Store({ ...server.storeOptions(), maxAttempts: 1, partSize: 5 * 1024 * 1024 });
@@ -88,7 +90,16 @@ function build(options: { retentionMs?: number; template?: string; js?: JournalS
     retry: new RetryPolicy({ baseMs: 300, permanentMinMs: 300, random: () => 0.5 }),
   });
   const encoder = new JournalOnlyEncoder(js);
-  const pipeline = new Pipeline({ journals: js, encoder, uploader, retentionMs: options.retentionMs ?? 3_600_000, logger: logs.logger });
+  // The sessions made here ended at a fixed time: moving them to finished/ only when a test asks.
+  const pipeline = new Pipeline({
+    journals: js,
+    encoder,
+    uploader,
+    retentionMs: options.retentionMs ?? 3_600_000,
+    finishedAfterMs: options.finishedAfterMs ?? Number.POSITIVE_INFINITY,
+    logger: logs.logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
   pipelines.push(pipeline);
   return { logs, store, uploader, encoder, pipeline, location };
 }
@@ -110,6 +121,38 @@ describe('Pipeline', () => {
     expect(backlog).toMatchObject({ sessions: 2, sessions_waiting: 0 });
     expect(backlog.segments_by_state.uploaded).toBe(2);
     expect(journals.heldCount).toBe(0);
+    expect(logs.lines.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
+  test('a session over for long enough moves to finished/; reconnecting brings it back, numbering going on', async () => {
+    const done = await makeEncodedSession({ spoolDir: spool, journals, clipBytes: [100, 200], state: 'uploaded' });
+    const id = done.sessionId;
+    const endedAt = Date.parse('2026-11-23T10:05:00.000Z'); // makeEncodedSession's
+    let clock = endedAt + 30 * 60_000;
+    const { pipeline, logs } = build({ finishedAfterMs: 3_600_000, now: () => new Date(clock) });
+    expect(await pipeline.sweep()).toMatchObject({ settled: 1, finished: 0 });
+    expect(await pipeline.sweep()).toMatchObject({ settled: 0, finished: 0 }); // over for 30 min only
+    clock = endedAt + 3_600_000;
+    expect(await pipeline.sweep()).toMatchObject({ finished: 1 });
+    expect(await exists(join(spool, 'finished', id, 'session.json'))).toBe(true);
+    expect(await exists(join(spool, 'sessions', id))).toBe(false);
+    expect(await pipeline.sweep()).toMatchObject({ settled: 0, finished: 0 }); // nothing left to look at
+    const backlog = await computeBacklog(journals, new Date(clock));
+    expect(backlog).toMatchObject({ sessions: 0, sessions_waiting: 0 });
+
+    // The same session id connects again: its folder comes back and segments go on from 3.
+    const t = makeRecorder(spool, { journals });
+    const rec = await t.recorder.start(startInfo(id));
+    expect(rec.segment).toBe(3);
+    for (const ins of parseAll(Buffer.from('4.size,1.0,2.64,2.64;4.sync,4.1000;'))) rec.serverInstruction(ins);
+    await rec.close('done');
+    const j = await journals.get(id);
+    expect(j.data.segments.map((x) => [x.number, x.state])).toEqual([
+      [1, 'uploaded'],
+      [2, 'uploaded'],
+      [3, 'sealed'],
+    ]);
+    expect(await exists(join(spool, 'finished', id))).toBe(false);
     expect(logs.lines.filter((l) => l.level === 'error')).toEqual([]);
   });
 

@@ -1,9 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { JournalStore } from '../../src/recording/journal.js';
 import { makeEncodedSession } from '../support/encoded-segment.js';
+import { exists } from '../support/files.js';
 
 let spool: string;
 beforeEach(async () => {
@@ -49,5 +50,63 @@ describe('JournalStore', () => {
     expect(await journals.list()).toEqual([a.sessionId, b.sessionId].sort());
     // A new store (another process) finds them too.
     expect(await new JournalStore(spool).list()).toEqual([a.sessionId, b.sessionId].sort());
+  });
+});
+
+describe('JournalStore: finished sessions', () => {
+  test('moves a settled session to finished/, out of list(); asking for it by id moves it back', async () => {
+    const journals = new JournalStore(spool);
+    const s = await makeEncodedSession({ spoolDir: spool, journals, clipBytes: [100, 200], state: 'uploaded' });
+    const id = s.sessionId;
+    const j = await journals.get(id);
+    expect(await journals.moveToFinished(id)).toBe(false); // not settled: stays
+    expect(journals.settle(id, j)).toBe(true);
+    expect(journals.settledSince(id)).toBe(Date.parse('2026-11-23T10:05:00.000Z'));
+
+    expect(await journals.moveToFinished(id)).toBe(true);
+    expect(await exists(join(spool, 'sessions', id))).toBe(false);
+    expect(JSON.parse(await readFile(join(spool, 'finished', id, 'session.json'), 'utf8')).session_id).toBe(id);
+    expect(await journals.list()).toEqual([]);
+    expect(journals.settledSince(id)).toBeUndefined();
+    // The instance still held here is stale now: it refuses changes instead of writing nowhere.
+    await expect(j.update(() => undefined)).rejects.toThrow(/moved to .*finished/);
+
+    const back = await journals.get(id);
+    expect(back).not.toBe(j);
+    expect(back.data.segments.map((x) => x.number)).toEqual([1, 2]);
+    expect(await exists(join(spool, 'finished', id))).toBe(false);
+    expect(await journals.list()).toEqual([id]);
+    expect(journals.heldCount).toBe(1);
+  });
+
+  test('a get() during the move waits for it and then moves the folder back', async () => {
+    const journals = new JournalStore(spool);
+    const s = await makeEncodedSession({ spoolDir: spool, journals, clipBytes: [100], state: 'uploaded' });
+    const id = s.sessionId;
+    expect(journals.settle(id, await journals.get(id))).toBe(true);
+    const moved = journals.moveToFinished(id);
+    const reconnect = journals.getOrCreate(id, () => {
+      throw new Error('the session exists: it must not be created anew');
+    });
+    expect(await moved).toBe(true);
+    const j = await reconnect;
+    expect(j.data.segments).toHaveLength(1);
+    expect(await journals.list()).toEqual([id]);
+    await j.update((d) => void (d.username = 'bob')); // a live instance again
+  });
+
+  test('getOrCreate makes a new journal only when the id is in neither folder', async () => {
+    const journals = new JournalStore(spool);
+    const created = await journals.getOrCreate('brand-new', () => ({
+      version: 1,
+      session_id: 'brand-new',
+      protocol: 'ssh',
+      created_at: '2026-11-23T10:00:00.000Z',
+      started_at: '2026-11-23T10:00:00.000Z',
+      connections: [],
+      segments: [],
+    }));
+    expect(created.data.protocol).toBe('ssh');
+    await expect(journals.get('never-seen')).rejects.toThrow(/cannot read/);
   });
 });
