@@ -304,10 +304,14 @@ export class JournalStore {
       return await SessionJournal.load(this.dirOf(sessionId));
     } catch (err) {
       if ((err as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw err;
+      const finished = finishedDir(this.spoolDir, sessionId);
       try {
-        await rename(finishedDir(this.spoolDir, sessionId), this.dirOf(sessionId));
-      } catch {
-        throw err; // not finished either: the session does not exist
+        await rename(finished, this.dirOf(sessionId));
+      } catch (moveErr) {
+        if ((moveErr as NodeJS.ErrnoException).code === 'ENOENT') throw err; // not finished either: no such session
+        // It exists but cannot come back: never let the caller start it afresh (numbering from 1
+        // would overwrite its stored clips).
+        throw new RecgwError('RECGW_ERR_JOURNAL', `cannot move ${finished} back to ${this.dirOf(sessionId)}: ${(moveErr as Error).message}`, { cause: moveErr });
       }
       return SessionJournal.load(this.dirOf(sessionId));
     }

@@ -1,7 +1,8 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { isRecgwError } from '../../src/errors.js';
 import { JournalStore } from '../../src/recording/journal.js';
 import { makeEncodedSession } from '../support/encoded-segment.js';
 import { exists } from '../support/files.js';
@@ -108,5 +109,22 @@ describe('JournalStore: finished sessions', () => {
     }));
     expect(created.data.protocol).toBe('ssh');
     await expect(journals.get('never-seen')).rejects.toThrow(/cannot read/);
+  });
+});
+
+describe('JournalStore: a finished session that cannot come back', () => {
+  test('is an error, never a new session numbered from 1', async () => {
+    const journals = new JournalStore(spool);
+    const s = await makeEncodedSession({ spoolDir: spool, journals, clipBytes: [100], state: 'uploaded' });
+    const id = s.sessionId;
+    expect(journals.settle(id, await journals.get(id))).toBe(true);
+    expect(await journals.moveToFinished(id)).toBe(true);
+    // Something in the way of the move back: a folder without a journal where it would go.
+    await mkdir(join(spool, 'sessions', id), { recursive: true });
+    await writeFile(join(spool, 'sessions', id, 'stray.txt'), 'in the way');
+    const err = await journals.getOrCreate(id, () => { throw new Error('must not create'); }).catch((e: unknown) => e);
+    expect(isRecgwError(err, 'RECGW_ERR_JOURNAL')).toBe(true);
+    expect((err as Error).message).toMatch(/cannot move .*finished/);
+    expect(await exists(join(spool, 'finished', id, 'session.json'))).toBe(true);
   });
 });
