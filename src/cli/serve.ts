@@ -7,6 +7,7 @@ import { ConfigError, errorMessage, isRecgwError } from '../errors.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLoggers, type Loggers } from '../observability/logger.js';
 import { GatewayMetrics } from '../observability/metrics.js';
+import { StatusReporter } from '../observability/status-report.js';
 import { createStatusRoutes, type ReadinessCheck } from '../observability/status-routes.js';
 import { computeBacklog } from '../pipeline/backlog.js';
 import { EncodeQueue } from '../pipeline/encode-queue.js';
@@ -26,6 +27,8 @@ import { runUntilSignal } from './run-until-signal.js';
 /** How often failed segments and retention are looked at, and free disk is measured. */
 const SWEEP_INTERVAL_MS = 30_000;
 const DISK_CHECK_INTERVAL_MS = 5_000;
+/** The scaling.status.resources log line: once at start, then every minute. */
+const STATUS_INTERVAL_MS = 60_000;
 
 export interface RunningGateway {
   server: Server;
@@ -144,6 +147,16 @@ async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: Gat
     backlog,
     spoolFreeBytes: () => freeBytes(config.recording.spoolDir),
   });
+  const status = new StatusReporter(
+    {
+      activeSessions: () => gateway.sessionCount,
+      activeRecordings: () => recorder.active.size,
+      backlog,
+      spoolFreeBytes: () => freeBytes(config.recording.spoolDir),
+    },
+    log.child({ component: 'status' }),
+    STATUS_INTERVAL_MS,
+  );
   const readiness = async (): Promise<ReadinessCheck[]> => [
     await check('guacd', () => probeTcp(config.guacd.host, config.guacd.port, 1000)),
     await check('spool_writable', () => recorder.checkWritable()),
@@ -163,12 +176,14 @@ async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: Gat
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.gateway.port;
   log.info({ host: config.gateway.host, port, guacd: `${config.guacd.host}:${config.guacd.port}`, spool: config.recording.spoolDir }, 'recgw listening');
+  status.start();
 
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info({ reason }, 'shutting down: no new connections; sealing open segments');
       watchdog.stop();
+      status.stop();
       server.close();
       await gateway.close();
       await recorder.closeAll(reason);

@@ -120,6 +120,12 @@ describe('recgw serve (child process)', () => {
     for (const name of ['provision.create', 'recording.segment.sealed', 'recording.encode.complete', 'recording.upload.complete']) {
       expect(proc.logs.some((l) => l.metric_name === name)).toBe(true);
     }
+    // The resource status line, logged once at start (then every minute).
+    const status = proc.logs.find((l) => l.metric_name === 'scaling.status.resources');
+    expect(status).toMatchObject({ level: 'info', segments_waiting: 0 });
+    for (const field of ['sessions_active', 'recordings_active']) expect(status![field]).toBeTypeOf('number');
+    expect(status!.spool_free_bytes).toBeGreaterThan(0);
+    expect(status!.rss_bytes).toBeGreaterThan(0);
     expect(text).not.toContain('pw-never-logged');
     expect(text).not.toContain(KEY);
 
