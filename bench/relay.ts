@@ -146,8 +146,13 @@ async function main(): Promise<void> {
   }
   // Ratios both of the medians and as the median of each round's own ratio (the rounds are
   // interleaved, so a round's three runs saw about the same machine load).
-  const paired = (a: string, b: string): string => median(rate[a]!.map((x, k) => x / rate[b]![k]!)).toFixed(2).padStart(7);
-  process.stdout.write(`  ratios                    MB/s   CPU     MB/s, median of per-round ratios\n`);
+  // The spread of the per-round ratios shows how much of a difference is the machine's noise.
+  const paired = (a: string, b: string): string => {
+    const ratios = rate[a]!.map((x, k) => x / rate[b]![k]!);
+    const lowHigh = `${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}`;
+    return `${median(ratios).toFixed(2).padStart(7)} (${lowHigh})`;
+  };
+  process.stdout.write(`  ratios                    MB/s   CPU     MB/s per round: median (lowest-highest)\n`);
   const line = (label: string, a: string, b: string, target: string): void => {
     process.stdout.write(`  ${label.padEnd(22)} ${(r(a) / r(b)).toFixed(2).padStart(7)}   ${(c(a) / c(b)).toFixed(2).padStart(6)}  ${paired(a, b)}   ${target}\n`);
   };
