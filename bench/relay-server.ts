@@ -137,6 +137,8 @@ async function childMain(): Promise<void> {
       void relay.close().finally(() => process.exit(0));
     }
   });
+  // The bench died (an error, a timeout): do not linger as an orphan holding ports and spools.
+  process.on('disconnect', () => void relay.close().finally(() => process.exit(1)));
   process.send!({ type: 'ready', url: relay.url });
 }
 
