@@ -265,9 +265,8 @@ export class JournalStore {
   readonly #live = new Map<string, WeakRef<SessionJournal>>();
   /** Journals held in memory: those of sessions not settled. */
   readonly #pinned = new Map<string, SessionJournal>();
-  readonly #settled = new Map<string, SettledSummary>();
-  /** When the last connection of each settled session ended (ms since the epoch). */
-  readonly #settledEnd = new Map<string, number>();
+  /** Settled sessions: their segment counts, and when their last connection ended (ms since the epoch). */
+  readonly #settled = new Map<string, { counts: SettledSummary; endedAt: number }>();
   /** Folder moves to finished/ under way: a get() for such a session waits for its move. */
   readonly #moving = new Map<string, Promise<boolean>>();
   /** Folder names already seen to hold a journal (list() checks each new name once). */
@@ -322,7 +321,6 @@ export class JournalStore {
     // Wait for the move, then load from wherever it left the folder.
     if (moving) return moving.then(() => this.#open(sessionId, load));
     this.#settled.delete(sessionId);
-    this.#settledEnd.delete(sessionId);
     const live = this.#live.get(sessionId)?.deref();
     if (live) {
       this.#pinned.set(sessionId, live);
@@ -358,17 +356,16 @@ export class JournalStore {
     if (!isSettled(data)) return false;
     const counts: SettledSummary = {};
     for (const seg of data.segments) counts[seg.state] = (counts[seg.state] ?? 0) + 1;
-    this.#settled.set(sessionId, counts);
     const ends = [data.ended_at, ...data.connections.map((c) => c.ended_at)].map((t) => Date.parse(t ?? '')).filter(Number.isFinite);
     // A journal with no end time at all (hand-made) counts from its start.
-    this.#settledEnd.set(sessionId, ends.length ? Math.max(...ends) : Date.parse(data.started_at));
+    this.#settled.set(sessionId, { counts, endedAt: ends.length ? Math.max(...ends) : Date.parse(data.started_at) });
     this.#pinned.delete(sessionId);
     return true;
   }
 
   /** When a settled session's last connection ended (ms since the epoch); undefined if not settled. */
   settledSince(sessionId: string): number | undefined {
-    return this.#settled.has(sessionId) ? this.#settledEnd.get(sessionId) : undefined;
+    return this.#settled.get(sessionId)?.endedAt;
   }
 
   /**
@@ -405,7 +402,7 @@ export class JournalStore {
 
   /** The segment counts of a settled session; undefined while it is not settled. */
   settledSummary(sessionId: string): SettledSummary | undefined {
-    return this.#settled.get(sessionId);
+    return this.#settled.get(sessionId)?.counts;
   }
 
   /** Sessions whose journals this store holds in memory (the settled ones are not). */
@@ -445,7 +442,6 @@ export class JournalStore {
     this.#live.delete(sessionId);
     this.#pinned.delete(sessionId);
     this.#settled.delete(sessionId);
-    this.#settledEnd.delete(sessionId);
     this.#known.delete(sessionId);
   }
 }
