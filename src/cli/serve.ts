@@ -142,21 +142,14 @@ async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: Gat
 
   const gateway = new Gateway({ config: effective, recorder, loggers });
   const backlog = () => computeBacklog(journals, new Date());
-  metrics.setSources({
+  const sources = {
     activeSessions: () => gateway.sessionCount,
+    activeRecordings: () => recorder.active.size,
     backlog,
     spoolFreeBytes: () => freeBytes(config.recording.spoolDir),
-  });
-  const status = new StatusReporter(
-    {
-      activeSessions: () => gateway.sessionCount,
-      activeRecordings: () => recorder.active.size,
-      backlog,
-      spoolFreeBytes: () => freeBytes(config.recording.spoolDir),
-    },
-    log.child({ component: 'status' }),
-    STATUS_INTERVAL_MS,
-  );
+  };
+  metrics.setSources(sources);
+  const status = new StatusReporter(sources, log.child({ component: 'status' }), STATUS_INTERVAL_MS);
   const readiness = async (): Promise<ReadinessCheck[]> => [
     await check('guacd', () => probeTcp(config.guacd.host, config.guacd.port, 1000)),
     await check('spool_writable', () => recorder.checkWritable()),

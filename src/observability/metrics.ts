@@ -1,14 +1,15 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** What the metrics read at scrape time; each source is handed in by whoever owns the figure. */
-/** The backlog figures the gauges show (a subset of src/pipeline/backlog.ts's Backlog). */
+/** The backlog figures the gauges and the status line show (a subset of src/pipeline/backlog.ts's Backlog). */
 export interface Backlog {
   segments_by_state: Record<string, number>;
+  bytes_waiting_encode: number;
   bytes_waiting_upload: number;
   oldest_waiting_age_seconds: number | null;
   upload_failures: number;
 }
 
+/** What the metrics read at scrape time; each source is handed in by whoever owns the figure. */
 export interface MetricSources {
   activeSessions(): number;
   backlog(): Promise<Backlog>;

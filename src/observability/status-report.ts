@@ -1,20 +1,11 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import { MetricName, type Logger } from './logger.js';
+import type { MetricSources } from './metrics.js';
 
-/** The backlog figures the status line shows (a subset of src/pipeline/backlog.ts's Backlog). */
-export interface StatusBacklog {
-  segments_by_state: Record<string, number>;
-  bytes_waiting_encode: number;
-  bytes_waiting_upload: number;
-  oldest_waiting_age_seconds: number | null;
-}
-
-export interface StatusSources {
-  activeSessions(): number;
+/** The metrics' sources, and the recordings running now. */
+export interface StatusSources extends MetricSources {
   activeRecordings(): number;
-  backlog(): Promise<StatusBacklog>;
-  spoolFreeBytes(): Promise<number>;
 }
 
 /** The event-loop monitor's tick: each sample is the time between two ticks, so a free loop gives ~10 ms. */

@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { StatusReporter, type StatusBacklog, type StatusSources } from '../../src/observability/status-report.js';
+import type { Backlog } from '../../src/observability/metrics.js';
+import { StatusReporter, type StatusSources } from '../../src/observability/status-report.js';
 import { captureLogs } from '../support/log-capture.js';
 
-const backlog: StatusBacklog = {
+const backlog: Backlog = {
   segments_by_state: { recording: 2, sealed: 3, encoding: 1, encoded: 4, uploading: 1, uploaded: 40, failed: 2, expired: 5 },
   bytes_waiting_encode: 123_456,
   bytes_waiting_upload: 789,
   oldest_waiting_age_seconds: 42,
+  upload_failures: 0,
 };
 
 function sources(over: Partial<StatusSources> = {}): StatusSources {

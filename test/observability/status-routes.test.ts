@@ -11,7 +11,7 @@ afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r()
 
 async function serve(opts: { checks?: ReadinessCheck[]; keys?: Array<{ name: string; secret: string; scopes: Array<'SESSIONS_VIEW' | 'SESSION_RECORDINGS_VIEW'> }> }) {
   const metrics = new GatewayMetrics();
-  const backlog = { segments_by_state: { sealed: 2, uploaded: 5 }, bytes_waiting_upload: 1234, oldest_waiting_age_seconds: 42, upload_failures: 1 };
+  const backlog = { segments_by_state: { sealed: 2, uploaded: 5 }, bytes_waiting_encode: 0, bytes_waiting_upload: 1234, oldest_waiting_age_seconds: 42, upload_failures: 1 };
   metrics.setSources({ activeSessions: () => 3, backlog: async () => backlog, spoolFreeBytes: async () => 10_000 });
   const logs = new LogCapture();
   const loggers = createTestLoggers(logs, 'info');
