@@ -258,12 +258,13 @@ export class GatewaySession {
   }
 
   /**
-   * guacd's instructions as one message. A batch is one socket read; when its first instruction
-   * began in a read that went to another arena, the parser joined that one into a buffer of its
-   * own, and the batch is two slices. Joining those copied every relayed byte (before the read
-   * arenas nearly every batch was two slices); instead the message goes out as fragments
-   * (RFC 6455 continuation frames: the browser reassembles them, so guacamole-common-js still
-   * sees one message of whole instructions), corked so they leave in one system call.
+   * guacd's instructions as one message. A batch is one socket read, usually one slice of a read
+   * arena: an instruction cut by an arena's end is moved into the next one (read-arenas.ts).
+   * One longer than that move allows is joined into a buffer of its own, and the batch is then
+   * several slices. Joining those would copy the whole batch; instead the message goes out as
+   * fragments (RFC 6455 continuation frames: the browser reassembles them, so
+   * guacamole-common-js still sees one message of whole instructions), corked so they leave in
+   * one system call.
    */
   #sendBatch(batch: readonly Instruction[]): void {
     const ws = this.#ws;

@@ -13,8 +13,9 @@ import { Worker } from 'node:worker_threads';
  *
  * The worker is one per process, started on first use, and keeps the process alive only while
  * it has work. It runs at the lowest CPU priority (nice 19, that thread only), so on a busy
- * machine the relay's event loop and writes go first and only the seal waits. Its code is inline (eval) so it runs the same from src/ under vitest and from
- * dist/. If it cannot run, the file is hashed on this thread instead.
+ * machine the relay's event loop and writes go first and only the seal waits. Its code is
+ * inline (eval) so it runs the same from src/ under vitest and from dist/. If it cannot run,
+ * the file is hashed on this thread instead.
  */
 export async function sha256OfFile(path: string, bytes: number): Promise<string> {
   if (bytes === 0) return EMPTY_SHA256;
