@@ -16,7 +16,7 @@ import { encryptToken } from '../src/gateway/token.js';
 import { parseAll } from '../src/protocol/index.js';
 import { FakeGuacd, type FakeGuacdConnection } from '../test/support/fake-guacd.js';
 import { startChildRelay, type Relay } from './relay-child.js';
-import type { RelayKind } from './relay-server.js';
+import { BENCH_KEY as KEY, type RelayKind } from './relay-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => {
@@ -28,7 +28,6 @@ const SPEED = Number(opt('speed', '8'));
 const ROUNDS = Number(opt('rounds', '3'));
 const FIXTURE_NAME = opt('fixture', 'vnc-desktop');
 const FIXTURE = join(import.meta.dirname, `../fixtures/recordings/${FIXTURE_NAME}.gz`);
-const KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 const SYNC = Buffer.from('4.sync,');
 
 /**

@@ -25,6 +25,9 @@ import { JournalStore } from '../src/recording/journal.js';
 import { Recorder } from '../src/recording/recorder.js';
 import { startGuacamoleLite } from '../test/support/guacamole-lite.js';
 
+/** The token key every relay benchmark uses (32 bytes, as TOKEN_KEY wants). */
+export const BENCH_KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
+
 /** recgw-nodisk: recgw whose segment writes go to /dev/null (see leaveOutPageCacheWrites). */
 export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk';
 

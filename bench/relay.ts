@@ -20,7 +20,7 @@ import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
 import { startChildRelay, type Relay } from './relay-child.js';
-import { mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
+import { BENCH_KEY as KEY, mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number): number => {
@@ -33,7 +33,6 @@ const IN_PROCESS = args.includes('--in-process');
 /** Adds a fourth relay: recording on, its segment writes sent to /dev/null (relay-server.ts). */
 const WITHOUT_PAGE_CACHE = args.includes('--without-page-cache');
 if (WITHOUT_PAGE_CACHE && IN_PROCESS) throw new Error('--without-page-cache needs the relays in processes of their own (it patches fs.writev)');
-const KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
 /** After a session, before reading the relay's CPU (which also waits for the recording's seal). */
 const SETTLE_MS = 50;
