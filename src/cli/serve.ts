@@ -15,6 +15,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { Uploader } from '../pipeline/upload-queue.js';
 import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard.js';
 import { JournalStore } from '../recording/journal.js';
+import { pageCache, pageCacheStatus } from '../recording/page-cache.js';
 import { Recorder, recorderSettings } from '../recording/recorder.js';
 import { SpoolLock } from '../recording/spool-lock.js';
 import { openObjectStore } from '../storage/open-store.js';
@@ -123,6 +124,14 @@ async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: Gat
   });
 
   await recorder.checkWritable();
+  if (!config.recording.dropPageCache) {
+    log.info({ page_cache: 'kept (RECORDING_DROP_PAGE_CACHE=false)' }, 'segments are written as plain buffered files');
+  } else if (pageCache === undefined) {
+    // Not an error: recording is as safe without it; the page cache and, on some VMs, the relay pay.
+    log.warn({ page_cache: pageCacheStatus }, 'segments cannot be written behind: they stay in the page cache until the kernel evicts them');
+  } else {
+    log.info({ page_cache: 'dropped behind writes' }, 'segments are written behind');
+  }
   const recovery = await recorder.recover();
   log.info(
     { sealed_by_recovery: recovery.sealed.length, pending_segments: recovery.pending.length },

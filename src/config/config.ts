@@ -51,6 +51,7 @@ export interface Config {
     includeKeys: boolean;
     includeClipboard: boolean;
     includeAudio: boolean;
+    dropPageCache: boolean;
     uploadRaw: boolean;
     keepLocal: boolean;
   };
@@ -84,6 +85,7 @@ export const KNOWN_VARIABLES = [
   'RECORDING_INCLUDE_KEYS',
   'RECORDING_INCLUDE_CLIPBOARD',
   'RECORDING_INCLUDE_AUDIO',
+  'RECORDING_DROP_PAGE_CACHE',
   'RECORDING_UPLOAD_RAW',
   'RECORDING_KEEP_LOCAL',
   'S3_REGION',
@@ -175,6 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       includeKeys: read('RECORDING_INCLUDE_KEYS', false, parseBool),
       includeClipboard: read('RECORDING_INCLUDE_CLIPBOARD', false, parseBool),
       includeAudio: read('RECORDING_INCLUDE_AUDIO', false, parseBool),
+      dropPageCache: read('RECORDING_DROP_PAGE_CACHE', true, parseBool),
       uploadRaw: read('RECORDING_UPLOAD_RAW', false, parseBool),
       keepLocal: read('RECORDING_KEEP_LOCAL', false, parseBool),
     },

@@ -13,6 +13,7 @@ import {
   type SessionJournal,
   type SessionJournalData,
 } from './journal.js';
+import { pageCache } from './page-cache.js';
 import { SegmentWriter } from './segment-writer.js';
 import { SessionRecording } from './session-recording.js';
 import { recoverSession, sessionFolders } from './spool-recovery.js';
@@ -25,6 +26,11 @@ export interface RecorderOptions {
   includeKeys: boolean;
   includeClipboard: boolean;
   includeAudio: boolean;
+  /**
+   * Write segments behind and keep them out of the page cache (page-cache.ts), where
+   * native/page-cache is available. Default true.
+   */
+  dropPageCache?: boolean;
   journals: JournalStore;
   logger: Logger;
   onSealed: SegmentSealedListener;
@@ -40,8 +46,15 @@ export interface RecorderOptions {
 /** The recorder's part of the configuration (RECORDING_*), for every place that builds one. */
 export function recorderSettings(
   c: Config['recording'],
-): Pick<RecorderOptions, 'spoolDir' | 'segmentBytes' | 'includeKeys' | 'includeClipboard' | 'includeAudio'> {
-  return { spoolDir: c.spoolDir, segmentBytes: c.segmentBytes, includeKeys: c.includeKeys, includeClipboard: c.includeClipboard, includeAudio: c.includeAudio };
+): Pick<RecorderOptions, 'spoolDir' | 'segmentBytes' | 'includeKeys' | 'includeClipboard' | 'includeAudio' | 'dropPageCache'> {
+  return {
+    spoolDir: c.spoolDir,
+    segmentBytes: c.segmentBytes,
+    includeKeys: c.includeKeys,
+    includeClipboard: c.includeClipboard,
+    includeAudio: c.includeAudio,
+    dropPageCache: c.dropPageCache,
+  };
 }
 
 export interface SessionStartInfo {
@@ -180,7 +193,8 @@ export class Recorder {
       return d.connections.length - 1;
     });
 
-    const writer = new SegmentWriter(join(journal.dir, file));
+    const advice = o.dropPageCache === false ? undefined : pageCache;
+    const writer = new SegmentWriter(join(journal.dir, file), { pageCache: advice });
     const opened = await writer.opened().then(
       () => undefined,
       (err: NodeJS.ErrnoException) => err,
@@ -218,6 +232,7 @@ export class Recorder {
       includeClipboard: o.includeClipboard,
       includeAudio: o.includeAudio,
       maxPendingBytes: o.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES,
+      pageCache: advice,
       onSealed: o.onSealed,
       now: o.now ?? (() => performance.now()),
       connectionIndex,

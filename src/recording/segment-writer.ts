@@ -2,6 +2,7 @@ import { writev } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import { sha256OfFile } from './file-hasher.js';
+import type { PageCacheAdvice } from './page-cache.js';
 
 /** What a finished segment file holds: exactly `bytes` bytes whose sha256 is `sha256`. */
 export interface WrittenSegment {
@@ -19,6 +20,11 @@ export interface SegmentWriterOptions {
   minWriteBytes?: number;
   /** Longest a small amount of appended bytes waits before it is written. */
   maxDelayMs?: number;
+  /**
+   * Write the file behind (page-cache.ts says why): start writeback every FLUSH_BEHIND_BYTES and
+   * drop what is on disk from the page cache, here and when the hash reads it back. Default: none.
+   */
+  pageCache?: PageCacheAdvice | undefined;
 }
 
 /** Stands in the batch for a piece written and released, so it is never released twice. */
@@ -40,6 +46,14 @@ const IOV_MAX = 1024;
  */
 const DEFAULT_MIN_WRITE_BYTES = 256 * 1024;
 const DEFAULT_MAX_DELAY_MS = 25;
+/**
+ * Writeback is started for every this many bytes written, and the bytes whose writeback was
+ * started one step earlier are dropped from the cache then, so a file being written keeps about
+ * twice this in the page cache. Small enough to stay in the CPU's reach, large enough that a
+ * fast session asks a dozen times per 100 MB (live sessions: once in minutes).
+ */
+const FLUSH_BEHIND_BYTES = 8 * 1024 * 1024;
+const PAGE_BYTES = 4096;
 
 /**
  * Appends whole instructions to one segment file without ever blocking the caller.
@@ -77,6 +91,11 @@ export class SegmentWriter {
   #error: NodeJS.ErrnoException | undefined;
   #finished: Promise<WrittenSegment> | undefined;
   #onError: ((err: NodeJS.ErrnoException) => void) | undefined;
+  #pageCache: PageCacheAdvice | undefined;
+  /** Writeback was started for [0, #flushedTo) (a page boundary); the cache before #droppedTo was dropped. */
+  #flushedTo = 0;
+  #droppedTo = 0;
+  #advising: Promise<void> | undefined;
 
   /** Opens (creating or truncating) `path`; an open error surfaces like a write error. */
   constructor(path: string, options: SegmentWriterOptions = {}) {
@@ -84,6 +103,7 @@ export class SegmentWriter {
     this.#maxPieces = Math.max(1, Math.min(IOV_MAX, options.maxPieces ?? IOV_MAX));
     this.#minWriteBytes = options.minWriteBytes ?? DEFAULT_MIN_WRITE_BYTES;
     this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+    this.#pageCache = options.pageCache;
     // 'w', not 'wx': the journal, not the file system, decides which numbers are free, and a
     // stale file under a number the journal hands out again holds nothing anyone can use.
     this.#opened = open(path, 'w', 0o640);
@@ -182,6 +202,8 @@ export class SegmentWriter {
       return { bytes: 0, sha256: await sha256OfFile(this.path, 0), ...(this.#error ? { error: this.#error } : {}) };
     }
     await this.#drain();
+    // The advice must not outlive the descriptor: a number reused for another file would get it.
+    await this.#advising;
     if (this.#error) {
       // A short write may have left part of an instruction behind; what precedes it is intact.
       await fh.truncate(this.#committed).catch(() => undefined);
@@ -196,7 +218,7 @@ export class SegmentWriter {
     await fh.close().catch(() => undefined);
     let sha256: string;
     try {
-      sha256 = await sha256OfFile(this.path, this.#committed);
+      sha256 = await sha256OfFile(this.path, this.#committed, { dropCache: this.#pageCache !== undefined });
     } catch (err) {
       // The file does not give back what was written to it: as bad as a failed write.
       this.#setError(err as NodeJS.ErrnoException);
@@ -285,6 +307,7 @@ export class SegmentWriter {
       }
       try {
         await this.#writeBatch(fh, batch);
+        this.#flushBehind(fh.fd);
       } catch (err) {
         // The kernel is done with the pieces the failed call was given: let them go.
         for (const piece of batch) if (piece !== WRITTEN) releaseBytes(piece);
@@ -321,6 +344,29 @@ export class SegmentWriter {
         }
       }
     }
+  }
+
+  /** After a write: every FLUSH_BEHIND_BYTES, start writeback of the new bytes and drop the previous step's. */
+  #flushBehind(fd: number): void {
+    const advice = this.#pageCache;
+    if (advice === undefined || this.#advising || this.#committed - this.#flushedTo < FLUSH_BEHIND_BYTES) return;
+    const flushTo = this.#committed - (this.#committed % PAGE_BYTES);
+    const dropTo = this.#flushedTo;
+    const started = advice.flushBehind(fd, this.#flushedTo, flushTo - this.#flushedTo, this.#droppedTo, dropTo - this.#droppedTo);
+    // Another file's advice is running: this one tries again after its next write.
+    if (started === undefined) return;
+    this.#flushedTo = flushTo;
+    this.#droppedTo = dropTo;
+    this.#advising = started
+      .catch(() => {
+        // Advice only, and refused only where it cannot apply (a device such as /dev/full, a file
+        // system without it): the file is written as a plain one from here on. A real disk error
+        // is reported by the writes and the fsync, which are what decide a recording's fate.
+        this.#pageCache = undefined;
+      })
+      .finally(() => {
+        this.#advising = undefined;
+      });
   }
 
   /** Explicit positions keep the file exact after a short write; devices ignore them. */

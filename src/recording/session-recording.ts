@@ -5,6 +5,7 @@ import { encodeInstructionBuffer, type Instruction } from '../protocol/index.js'
 import type { SegmentSealedListener } from '../pipeline/contracts.js';
 import { segmentBaseName, type SegmentRecord, type SessionJournal } from './journal.js';
 import { LeftOutStreams } from './left-out-streams.js';
+import type { PageCacheAdvice } from './page-cache.js';
 import { SegmentWriter } from './segment-writer.js';
 import { SyncClock } from './sync-clock.js';
 
@@ -18,6 +19,8 @@ export interface SessionRecordingContext {
   includeClipboard: boolean;
   includeAudio: boolean;
   maxPendingBytes: number;
+  /** Passed to every segment's writer (SegmentWriterOptions.pageCache). */
+  pageCache: PageCacheAdvice | undefined;
   onSealed: SegmentSealedListener;
   now: () => number;
   /** Index of this connection in the journal's connections[]. */
@@ -260,7 +263,7 @@ export class SessionRecording {
     // journal does not list yet, so neither has to wait for the other.
     this.#ctx.journal.update((d) => void d.segments.push(record)).catch((err: unknown) => this.#journalFailed(err));
     this.#segment = n;
-    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file));
+    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache });
     this.#watch(this.#writer);
   }
 
