@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,14 @@ function completePrefix(buf: Buffer): number {
   return n;
 }
 
+/** Size of the highest-numbered segment file in `dir`. */
+function newestSegmentBytes(dir: string): number {
+  const names = readdirSync(dir)
+    .filter((n) => /^\d{6}\.guac$/.test(n))
+    .sort();
+  return names.length === 0 ? 0 : statSync(join(dir, names[names.length - 1]!)).size;
+}
+
 describe('kill -9 of a recording process', () => {
   it('loses nothing that reached the file up to the last complete instruction', async () => {
     const id = 'killed';
@@ -40,8 +48,15 @@ describe('kill -9 of a recording process', () => {
         if (line.startsWith('sealed ')) sealed = Number(line.slice(7));
         if (line === 'closed') sawClosed = true;
         if (sealed >= 2 && line.startsWith('fed ') && ++fedAfter === 25) {
-          child.kill('SIGKILL');
-          resolve();
+          // Kill while the newest segment has bytes on disk (a segment just opened by a roll
+          // holds none for up to SegmentWriter's write delay, and recovery would only remove it).
+          const killWhenWritten = (): void => {
+            if (newestSegmentBytes(sessionDir(spool.dir, id)) > 0) {
+              child.kill('SIGKILL');
+              resolve();
+            } else setTimeout(killWhenWritten, 1);
+          };
+          killWhenWritten();
         }
       });
       child.on('exit', () => resolve());
