@@ -1,6 +1,6 @@
 // Recorder throughput: replays the largest shared recording through SessionRecording as the
 // relay would (a socket read's worth of instructions per event-loop turn) and prints
-//  - the time the relay's path spends inside serverInstruction (what recording adds to relaying),
+//  - the time the relay's path spends inside serverBatch (what recording adds to relaying),
 //  - end-to-end MB/s until every segment is sealed (fsync + journal included).
 // Run: npx tsx bench/recorder.ts [repeats=20] [segmentMiB=150]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -51,7 +51,7 @@ try {
   for (let r = 0; r < repeats; r++) {
     for (const batch of reads) {
       const a = process.hrtime.bigint();
-      for (const i of batch) rec.serverInstruction(i);
+      rec.serverBatch(batch);
       tapNs += process.hrtime.bigint() - a;
       await new Promise((res) => setImmediate(res));
     }

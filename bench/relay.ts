@@ -2,8 +2,13 @@
 // stand-in as fast as it can send, looped to ~100 MB in one session, through three relays:
 // bare guacamole-lite 1.2.0, recgw with recording off, recgw with recording on (real Recorder
 // writing a temp spool). Prints, per relay, MB/s and the relay process's CPU seconds per 100 MB,
-// medians over the rounds, and the ratios; then, for reading the on/off ratio, what writing a
-// session's worth of bytes costs the kernel on this machine, into fresh and into reused pages.
+// medians over the rounds, and the ratios; then what writing a session's worth of bytes costs on
+// this machine: plain files into fresh and into reused pages, and segments written by the
+// SegmentWriter with their pages kept in the cache and written behind (page-cache.ts).
+//
+// Why not a relay with RECORDING_DROP_PAGE_CACHE=false beside the others: relays that share a
+// machine share its free pages, and one that keeps its pages then writes into the pages the
+// other has just dropped, which are the cheap ones; measured so, the two look alike.
 //
 //   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process] [--without-page-cache]
 //   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
@@ -18,6 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
+import { pageCache, pageCacheStatus, type PageCacheAdvice } from '../src/recording/page-cache.js';
+import { SegmentWriter } from '../src/recording/segment-writer.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
 import { startChildRelay, type Relay } from './relay-child.js';
 import { BENCH_KEY as KEY, mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
@@ -169,13 +176,14 @@ async function main(): Promise<void> {
 const PAGES_RETURNED_MS = 6000;
 
 /**
- * What the recording's writes cost the kernel on this machine, for reading the on/off ratio:
+ * What plain buffered writes cost the kernel on this machine, for reading the cache-kept relay:
  * session-sized files written to the temp directory (where the relays' spools are) in 1 MiB
  * writes, each fsynced, as CPU seconds per 100 MB. First eight files kept side by side, as the
  * recording relay keeps every session's segment, so each needs page-cache pages never used
  * before; then, with those deleted, two more into the pages just freed. On a VM with free page
  * reporting (this one) the kept files cost several times the others once a few hundred MB are
- * in use: a page the host took back is faulted in again on first touch.
+ * in use: a page the host took back is faulted in again on first touch. Writing behind
+ * (page-cache.ts) keeps reusing a few MiB of pages instead.
  */
 async function writeReference(bytes: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'recgw-bench-write-'));
@@ -200,6 +208,33 @@ async function writeReference(bytes: number): Promise<void> {
       `\nwriting ${(bytes / 1e6).toFixed(0)} MB files to ${tmpdir()} (1 MiB writes + fsync), CPU s/100 MB each:\n` +
         `  8 kept side by side (fresh pages): ${kept.join(', ')}\n` +
         `  2 more after deleting those (pages just freed): ${reused.join(', ')}\n`,
+    );
+    for (let k = 0; k < 2; k++) rmSync(join(dir, `reused-${k}.bin`));
+    // The same as segments, through the SegmentWriter (its pool writes, fsync and hash counted),
+    // each set after the freed pages went back to the host.
+    const segments = async (advice: PageCacheAdvice | undefined, tag: string): Promise<string[]> => {
+      await new Promise((resolve) => setTimeout(resolve, PAGES_RETURNED_MS));
+      const costs: string[] = [];
+      for (let k = 0; k < 8; k++) {
+        const before = process.cpuUsage();
+        const w = new SegmentWriter(join(dir, `${tag}-${k}.guac`), { pageCache: advice });
+        for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) {
+          w.append(Buffer.from(chunks[i % 64]!.buffer, 0, Math.min(1024 * 1024, bytes - pos)));
+          if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
+        }
+        await w.finish();
+        const used = process.cpuUsage(before);
+        costs.push((((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2));
+      }
+      return costs;
+    };
+    const plain = await segments(undefined, 'plain');
+    for (let k = 0; k < 8; k++) rmSync(join(dir, `plain-${k}.guac`));
+    const behind = pageCache ? await segments(pageCache, 'behind') : [`(not available: page cache ${pageCacheStatus})`];
+    process.stdout.write(
+      `segments of the same size by the SegmentWriter (writes, fsync, hash read-back), CPU s/100 MB each:\n` +
+        `  8 with their pages kept in the cache: ${plain.join(', ')}\n` +
+        `  8 written behind (RECORDING_DROP_PAGE_CACHE, default): ${behind.join(', ')}\n`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
