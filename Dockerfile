@@ -1,9 +1,15 @@
 # recgw: slim Node 22 image with Debian's ffmpeg, running as a non-root user.
 FROM node:22-bookworm-slim AS build
+# A compiler for native/page-cache (npm ci's install step builds it against Node's own headers).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
+COPY scripts ./scripts
+COPY native ./native
 COPY src ./src
-RUN npm ci && npm prune --omit=dev
+RUN npm ci && npm run build:native && npm prune --omit=dev
 
 FROM node:22-bookworm-slim
 RUN apt-get update \
@@ -12,6 +18,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/page-cache/build/Release/recgw_page_cache.node ./native/page-cache/build/Release/
 COPY package.json ./
 COPY bin ./bin
 # recgw demo replays these recordings through a built-in guacd stand-in.
