@@ -60,11 +60,17 @@ function load(): { advice?: PageCacheAdvice; status: string } {
         if (running) return undefined;
         running = true;
         return new Promise<void>((resolve, reject) => {
-          addon.flushBehind(fd, writeOffset, writeLength, dropOffset, dropLength, (err) => {
+          try {
+            addon.flushBehind(fd, writeOffset, writeLength, dropOffset, dropLength, (err) => {
+              running = false;
+              if (err) reject(err);
+              else resolve();
+            });
+          } catch (err) {
+            // Refused before it was queued (bad arguments): no callback will come to free the slot.
             running = false;
-            if (err) reject(err);
-            else resolve();
-          });
+            reject(err as Error);
+          }
         });
       },
     },

@@ -173,3 +173,23 @@ describe('SegmentWriter writing behind', () => {
     expect(refused.calls.length).toBe(1);
   });
 });
+
+describe('pageCache.flushBehind', () => {
+  it.runIf(onLinux)('runs one call at a time and frees its slot after a refusal', async () => {
+    const path = join(folder.dir, 'slot.guac');
+    writeFileSync(path, Buffer.alloc(4 * MiB, 0x64));
+    const fd = openSync(path, 'r+');
+    try {
+      const first = pageCache!.flushBehind(fd, 0, 4 * MiB, 0, 0);
+      expect(first).toBeInstanceOf(Promise);
+      // While the first runs, a second is declined rather than queued behind it.
+      expect(pageCache!.flushBehind(fd, 0, 4 * MiB, 0, 0)).toBeUndefined();
+      await first;
+      // Arguments the addon refuses: rejected, and the slot is free again afterwards.
+      await expect(pageCache!.flushBehind(fd, -1, 0, 0, 0)).rejects.toThrow(TypeError);
+      await expect(pageCache!.flushBehind(fd, 0, 4 * MiB, 0, 4 * MiB)).resolves.toBeUndefined();
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
