@@ -189,18 +189,24 @@ async function writeReference(bytes: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'recgw-bench-write-'));
   // 64 different source buffers, as the relay's arenas are many: the copy reads memory, not cache.
   const chunks = Array.from({ length: 64 }, (_, k) => Buffer.alloc(1024 * 1024, 0x41 + (k % 26)));
+  /** CPU seconds since `before`, all of this process's threads, per 100 MB of `bytes`. */
+  const cpuPer100MB = (before: NodeJS.CpuUsage): string => {
+    const used = process.cpuUsage(before);
+    return (((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2);
+  };
+  /** The relays' spools, or the files before, were just deleted: let their pages go back to the host. */
+  const pagesReturned = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, PAGES_RETURNED_MS));
   const writeFile = (name: string): string => {
     const fd = openSync(join(dir, name), 'w');
     const before = process.cpuUsage();
     for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) writeSync(fd, chunks[i % 64]!, 0, Math.min(1024 * 1024, bytes - pos), pos);
     fsyncSync(fd);
-    const used = process.cpuUsage(before);
+    const cost = cpuPer100MB(before);
     closeSync(fd);
-    return (((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2);
+    return cost;
   };
   try {
-    // The relays' spools were just deleted: wait until their pages have gone back to the host.
-    await new Promise((resolve) => setTimeout(resolve, PAGES_RETURNED_MS));
+    await pagesReturned();
     const kept = Array.from({ length: 8 }, (_, k) => writeFile(`kept-${k}.bin`));
     for (let k = 0; k < 8; k++) rmSync(join(dir, `kept-${k}.bin`));
     const reused = Array.from({ length: 2 }, (_, k) => writeFile(`reused-${k}.bin`));
@@ -213,7 +219,7 @@ async function writeReference(bytes: number): Promise<void> {
     // The same as segments, through the SegmentWriter (its pool writes, fsync and hash counted),
     // each set after the freed pages went back to the host.
     const segments = async (advice: PageCacheAdvice | undefined, tag: string): Promise<string[]> => {
-      await new Promise((resolve) => setTimeout(resolve, PAGES_RETURNED_MS));
+      await pagesReturned();
       const costs: string[] = [];
       for (let k = 0; k < 8; k++) {
         const before = process.cpuUsage();
@@ -223,8 +229,7 @@ async function writeReference(bytes: number): Promise<void> {
           if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
         }
         await w.finish();
-        const used = process.cpuUsage(before);
-        costs.push((((used.system + used.user) / 1e6) * (100 / (bytes / 1e6))).toFixed(2));
+        costs.push(cpuPer100MB(before));
       }
       return costs;
     };

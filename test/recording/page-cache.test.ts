@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ const TMPFS_MAGIC = 0x01021994;
  */
 function diskFolder(): { dir: string; cleanup: () => void } {
   const base = statfsSync(tmpdir()).type === TMPFS_MAGIC ? join(process.cwd(), 'data') : tmpdir();
-  execFileSync('mkdir', ['-p', base]);
+  mkdirSync(base, { recursive: true });
   const dir = mkdtempSync(join(base, 'recgw-page-cache-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
