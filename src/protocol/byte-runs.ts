@@ -6,17 +6,21 @@
 export function byteRuns(views: readonly Buffer[]): Buffer[] {
   const runs: Buffer[] = [];
   let first = 0;
+  // `.buffer` is a call into the runtime, not a field read: once per view, not twice.
+  let parent = views[0]!.buffer;
   let end = views[0]!.byteOffset + views[0]!.length;
   for (let i = 1; i <= views.length; i++) {
     const v = views[i];
-    if (v !== undefined && v.buffer === views[first]!.buffer && v.byteOffset === end) {
+    const vParent = v?.buffer;
+    if (v !== undefined && vParent === parent && v.byteOffset === end) {
       end += v.length;
       continue;
     }
     const start = views[first]!;
-    runs.push(i - first === 1 ? start : Buffer.from(start.buffer, start.byteOffset, end - start.byteOffset));
+    runs.push(i - first === 1 ? start : Buffer.from(parent, start.byteOffset, end - start.byteOffset));
     if (v === undefined) break;
     first = i;
+    parent = vParent!;
     end = v.byteOffset + v.length;
   }
   return runs;
