@@ -12,8 +12,11 @@ export type RecordingStartInfo = SessionStartInfo;
 /** One live session's recording: the tap the relay feeds. */
 export interface RecordingTap {
   readonly sessionId: string;
-  /** Every guacd→client instruction after `ready`, in order, a socket read's worth at a time. */
-  serverBatch(batch: readonly Instruction[]): void;
+  /**
+   * Every guacd→client instruction after `ready`, in order, a socket read's worth at a time,
+   * with the same bytes as back-to-back views (adjacentRuns()) when the caller has them.
+   */
+  serverBatch(batch: readonly Instruction[], runs?: readonly Buffer[]): void;
   /** Every client→guacd instruction forwarded (the recorder keeps mouse / key). */
   clientInstruction(ins: Instruction): void;
   /** Called when recording can no longer continue; the relay must end the session. */

@@ -169,13 +169,15 @@ export class GatewaySession {
 
   #onGuacdBatch(batch: Instruction[]): void {
     if (this.#phase !== 'relaying') return;
+    // The batch's bytes as back-to-back views: sent as they are, and queued so by the tap.
+    const runs = adjacentRuns(batch);
     try {
-      this.#recording?.serverBatch(batch);
+      this.#recording?.serverBatch(batch, runs);
     } catch (err) {
       void this.end('recording failed', asRecgwError(err, 'RECGW_ERR_SEGMENT_WRITE'));
       return;
     }
-    this.#sendBatch(batch);
+    this.#sendRuns(runs);
     if (!this.#guacdSynced && batch.some((ins) => ins.raw[0] === 0x34 && ins.opcode === 'sync')) {
       this.#guacdSynced = true;
       this.#flushHeld();
@@ -258,18 +260,17 @@ export class GatewaySession {
   }
 
   /**
-   * guacd's instructions as one message. A batch is one socket read, usually one slice of a read
-   * arena: an instruction cut by an arena's end is moved into the next one (read-arenas.ts).
-   * One longer than that move allows is joined into a buffer of its own, and the batch is then
-   * several slices. Joining those would copy the whole batch; instead the message goes out as
+   * guacd's instructions (a batch's adjacentRuns()) as one message. A batch is one socket read,
+   * usually one slice of a read arena: an instruction cut by an arena's end is moved into the
+   * next one (read-arenas.ts). One longer than that move allows is joined into a buffer of its
+   * own, and the batch is then several slices. Joining those would copy the whole batch; instead the message goes out as
    * fragments (RFC 6455 continuation frames: the browser reassembles them, so
    * guacamole-common-js still sees one message of whole instructions), corked so they leave in
    * one system call.
    */
-  #sendBatch(batch: readonly Instruction[]): void {
+  #sendRuns(runs: readonly Buffer[]): void {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN) return;
-    const runs = adjacentRuns(batch);
     if (runs.length === 1) {
       this.#sendToClient(runs[0]!);
       return;

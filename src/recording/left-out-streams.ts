@@ -24,6 +24,20 @@ export class LeftOutStreams {
     this.#includeClipboard = options.includeClipboard;
   }
 
+  /**
+   * False when keep() is sure to say true for an instruction with these bytes, whatever came
+   * before; true when keep() has to look. Reads a few bytes and changes nothing, so the relay's
+   * tap can pass over a whole socket read with it and hand the read on in one piece.
+   */
+  mayLeaveOut(raw: Buffer): boolean {
+    const len = raw[0];
+    if (raw[1] !== 0x2e /* '.' */) return false; // opcodes of ten or more bytes: none of ours
+    if (len === 0x35) return !this.#includeAudio && opcodeIs(raw, AUDIO);
+    if (len === 0x39) return !this.#includeClipboard && opcodeIs(raw, CLIPBOARD);
+    if (this.#open.size === 0) return false;
+    return (len === 0x34 && opcodeIs(raw, BLOB)) || (len === 0x33 && opcodeIs(raw, END));
+  }
+
   /** True when `ins` belongs in the recording. Call for every instruction, in order. */
   keep(ins: Instruction): boolean {
     // Cheap first-byte test: most instructions (img, sync, copy, ...) need no look at all, and
@@ -49,4 +63,16 @@ export class LeftOutStreams {
     this.#open.add(ins.arg(0));
     return false;
   }
+}
+
+const AUDIO = Buffer.from('audio');
+const CLIPBOARD = Buffer.from('clipboard');
+const BLOB = Buffer.from('blob');
+const END = Buffer.from('end');
+
+/** True when the opcode of `raw`, whose length prefix is a single digit, is `name`. */
+function opcodeIs(raw: Buffer, name: Buffer): boolean {
+  if (raw.length < name.length + 2) return false;
+  for (let i = 0; i < name.length; i++) if (raw[i + 2] !== name[i]) return false;
+  return true;
 }

@@ -34,6 +34,16 @@ const ROLL_AFTER_SYNC_SHARE = 0.9;
 
 const INTEGER = /^-?\d{1,10}$/;
 
+/** `4.sync`, by its bytes. */
+function isSync(raw: Buffer): boolean {
+  return raw[0] === 0x34 && raw[2] === 0x73 && raw[3] === 0x79 && raw[4] === 0x6e && raw[5] === 0x63;
+}
+
+/** `4.size`, by its bytes. */
+function isSize(raw: Buffer): boolean {
+  return raw[0] === 0x34 && raw[2] === 0x73 && raw[3] === 0x69 && raw[4] === 0x7a && raw[5] === 0x65;
+}
+
 /**
  * One connection's recording: the guacd→client instructions after `ready` plus the client's
  * mouse moves (and keys, if configured), written to rolling segment files of one session.
@@ -99,19 +109,53 @@ export class SessionRecording {
   }
 
   /**
-   * guacd→client instructions after `ready`, in order: what one socket read delivered. Per
-   * instruction this only tests a few bytes and hands the slice to the writer; the writer is
+   * guacd→client instructions after `ready`, in order: what one socket read delivered. `runs`,
+   * when given, are the same instructions' bytes as back-to-back views (adjacentRuns(), which
+   * the relay makes anyway to send them): a read that needs no instruction left out and no
+   * roll is then queued as those few views, after a pass that tests a few bytes per
+   * instruction. Otherwise each instruction is looked at and queued on its own. The writer is
    * told to write and the memory bound is checked once per batch.
    */
-  serverBatch(batch: readonly Instruction[]): void {
+  serverBatch(batch: readonly Instruction[], runs?: readonly Buffer[]): void {
     if (this.#stopped) return;
     // Read the clock once per read, not per sync: a fast session's read holds dozens of syncs.
     this.#batchAt = undefined;
-    for (let i = 0; i < batch.length; i++) {
-      this.#server(batch[i]!);
-      if (this.#stopped) return;
+    if (runs === undefined || !this.#queueWhole(batch, runs)) {
+      for (let i = 0; i < batch.length; i++) {
+        this.#server(batch[i]!);
+        if (this.#stopped) return;
+      }
     }
     this.#wrote();
+  }
+
+  /**
+   * Queues `runs` when the whole read belongs in the recording as it is and no roll can fall
+   * inside it; returns false otherwise, having queued nothing. Syncs are noted as they are met;
+   * when it gives up after some, #server notes them again, which changes nothing: the read's
+   * bytes were checked first, so no roll falls inside it either way, and its syncs share the
+   * read's one arrival time.
+   */
+  #queueWhole(batch: readonly Instruction[], runs: readonly Buffer[]): boolean {
+    const writer = this.#writer;
+    let bytes = writer.bytes;
+    for (let i = 0; i < runs.length; i++) bytes += runs[i]!.length;
+    // Below this no segment limit can be reached, so the only roll check (after a sync) is moot.
+    if (bytes >= this.#rollAfterSyncAt) return false;
+    const streams = this.#streams;
+    for (let i = 0; i < batch.length; i++) {
+      const ins = batch[i]!;
+      const raw = ins.raw;
+      if (isSync(raw)) {
+        const ts = ins.intArg(0);
+        this.#tick(ts);
+        this.#segmentSync(ts);
+        continue;
+      }
+      if (raw[0] === 0x30 /* '0.' */ || streams.mayLeaveOut(raw) || (!this.#sizeSeen && isSize(raw))) return false;
+    }
+    for (let i = 0; i < runs.length; i++) writer.queue(runs[i]!);
+    return true;
   }
 
   #server(ins: Instruction): void {
@@ -119,26 +163,33 @@ export class SessionRecording {
     // guacd never sends an empty opcode; one here is a tunnel-internal instruction (the
     // connection id a relay adds after `ready`), which is no part of what was displayed.
     if (raw[0] === 0x30 /* '0.' */) return;
-    let syncTs: number | undefined;
     // Byte tests, not ins.opcode: decoding the opcode string for every instruction costs more
     // than the rest of this method on a busy relay.
-    if (raw[0] === 0x34 /* '4.sync' */ && raw[2] === 0x73 && raw[3] === 0x79 && raw[4] === 0x6e && raw[5] === 0x63) {
-      syncTs = ins.intArg(0);
-      this.#clock.sync(syncTs, (this.#batchAt ??= this.#ctx.now()));
-    }
+    const syncTs = isSync(raw) ? ins.intArg(0) : undefined;
+    if (syncTs !== undefined) this.#tick(syncTs);
     if (!this.#streams.keep(ins)) return;
-    if (!this.#sizeSeen && raw[0] === 0x34 /* '4.size' */ && raw[2] === 0x73 && raw[3] === 0x69 && ins.opcode === 'size' && ins.arg(0) === '0') {
+    if (!this.#sizeSeen && isSize(raw) && ins.arg(0) === '0') {
       this.#sizeSeen = true;
       this.#noteSize(ins.intArg(1), ins.intArg(2));
     }
+    // May roll first: the sync then belongs to the new segment.
     this.#queue(raw);
     if (syncTs !== undefined) {
-      if (Number.isFinite(syncTs)) {
-        this.#firstSync ??= syncTs;
-        this.#lastSync = syncTs;
-      }
+      this.#segmentSync(syncTs);
       if (!this.#stopped && this.#writer.bytes >= this.#rollAfterSyncAt) this.#roll();
     }
+  }
+
+  /** A guacd `sync` tick for the input clock; syncs of one socket read share its arrival time. */
+  #tick(timestamp: number): void {
+    this.#clock.sync(timestamp, (this.#batchAt ??= this.#ctx.now()));
+  }
+
+  /** A guacd `sync` written to the current segment: its first and last sync. */
+  #segmentSync(timestamp: number): void {
+    if (!Number.isFinite(timestamp)) return;
+    this.#firstSync ??= timestamp;
+    this.#lastSync = timestamp;
   }
 
   /** Every client→guacd instruction; mouse moves (and keys, if configured) are recorded. */

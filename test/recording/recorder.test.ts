@@ -1,10 +1,13 @@
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { isRecgwError, type RecgwError } from '../../src/errors.js';
+import { byteRuns } from '../../src/protocol/byte-runs.js';
 import { encodeInstruction, parseAll, type Instruction } from '../../src/protocol/index.js';
 import { sessionDir } from '../../src/recording/journal.js';
-import { FIXTURES, fixture, makeRecorder, sha256, startInfo, tempSpool } from './helpers.js';
+import { SegmentWriter } from '../../src/recording/segment-writer.js';
+import type { SessionRecording } from '../../src/recording/session-recording.js';
+import { FIXTURES, fixture, makeRecorder, sha256, startInfo, tempSpool, type TestRecorder } from './helpers.js';
 
 const spool = tempSpool();
 afterAll(() => spool.cleanup());
@@ -120,6 +123,89 @@ describe('SessionRecording with the real recordings', () => {
   });
 });
 
+describe('reads handed over with their views', () => {
+  /** The instructions of `data` in reads of about 16 KiB, as a relay's socket reads deliver them. */
+  function inReads(data: Buffer): Instruction[][] {
+    const reads: Instruction[][] = [];
+    let cur: Instruction[] = [];
+    let bytes = 0;
+    for (const i of parseAll(data)) {
+      cur.push(i);
+      bytes += i.raw.length;
+      if (bytes >= 16 * 1024) {
+        reads.push(cur);
+        cur = [];
+        bytes = 0;
+      }
+    }
+    if (cur.length > 0) reads.push(cur);
+    return reads;
+  }
+  const withViews = (rec: SessionRecording, read: Instruction[]) => rec.serverBatch(read, byteRuns(read.map((i) => i.raw)));
+  const oneByOne = (rec: SessionRecording, read: Instruction[]) => rec.serverBatch(read);
+
+  /** Records `reads` fed by `feed`; the number of pieces the segment writers were handed. */
+  async function record(t: TestRecorder, id: string, protocol: string, reads: Instruction[][], feed: typeof withViews): Promise<number> {
+    const queued = vi.spyOn(SegmentWriter.prototype, 'queue');
+    try {
+      const rec = await t.recorder.start(startInfo(id, { protocol }));
+      for (const read of reads) feed(rec, read);
+      await rec.close('done');
+      return queued.mock.calls.length;
+    } finally {
+      queued.mockRestore();
+    }
+  }
+
+  it.each(FIXTURES)('%s: recorded exactly as instruction by instruction, rolls and left-out streams included', async (name) => {
+    // The real recording with an audio stream or a clipboard stream spliced in after every
+    // 50th sync, each spanning a few reads, and segments small enough to roll inside reads.
+    const parts: Buffer[] = [];
+    let syncs = 0;
+    let open = '';
+    for (const i of parseAll(fixture(name))) {
+      parts.push(i.raw);
+      if (i.opcode !== 'sync') continue;
+      syncs++;
+      if (syncs % 50 === 0) {
+        open = syncs % 100 === 0 ? '7' : '8';
+        parts.push(Buffer.from(syncs % 100 === 0 ? '5.audio,1.7,9.audio/L16;' : '9.clipboard,1.8,10.text/plain;'));
+      } else if (open !== '' && syncs % 50 === 2) {
+        parts.push(Buffer.from(`3.end,1.${open};`));
+        open = '';
+      } else if (open !== '') {
+        parts.push(Buffer.from(`4.blob,1.${open},4.AAAA;`));
+      }
+    }
+    const reads = inReads(Buffer.concat(parts));
+    const t = makeRecorder(spool.dir, { segmentBytes: 256 * 1024, now: () => 0 });
+    const protocol = name.split('-')[0]!;
+    await record(t, `views-${name}`, protocol, reads, withViews);
+    await record(t, `each-${name}`, protocol, reads, oneByOne);
+
+    const a = (await t.journals.get(`views-${name}`)).data.segments;
+    const b = (await t.journals.get(`each-${name}`)).data.segments;
+    expect(a.length).toBeGreaterThanOrEqual(3);
+    const strip = (s: (typeof a)[number]) => ({ bytes: s.bytes, sha256: s.sha256, first_sync: s.first_sync, last_sync: s.last_sync, state: s.state });
+    expect(a.map(strip)).toEqual(b.map(strip));
+    const files = (id: string, segs: typeof a) => Buffer.concat(segs.map((s) => readFileSync(join(sessionDir(spool.dir, id), s.file))));
+    const recorded = files(`views-${name}`, a);
+    expect(recorded.equals(files(`each-${name}`, b))).toBe(true);
+    expect(recorded.includes('audio/L16') || recorded.includes('text/plain')).toBe(false);
+  });
+
+  it.each(FIXTURES)('%s: a read with nothing to leave out goes to the writer as its views, not instruction by instruction', async (name) => {
+    const reads = inReads(fixture(name));
+    const t = makeRecorder(spool.dir, { segmentBytes: 150 * 1024 * 1024 });
+    const protocol = name.split('-')[0]!;
+    const pieces = await record(t, `pieces-${name}`, protocol, reads, withViews);
+    // One view per read, but for the first read, which holds the display's size (noted in the
+    // journal, so looked at instruction by instruction).
+    expect(pieces).toBeLessThanOrEqual(reads.length - 1 + reads[0]!.length);
+    expect(await record(t, `pieces-each-${name}`, protocol, reads, oneByOne)).toBe(reads.reduce((n, r) => n + r.length, 0));
+  });
+});
+
 describe('left-out streams', () => {
   // audio on stream 1 spans an img stream on 2 and a clipboard stream on 3; after the clipboard's
   // end, index 3 is reused by an img stream, which must be kept.
@@ -145,16 +231,36 @@ describe('left-out streams', () => {
   ] as const;
   const stream = parts.map((p) => p[1]).join('');
 
-  it.each([
-    [false, false, ['keep']],
-    [true, false, ['keep', 'audio']],
-    [false, true, ['keep', 'clip']],
-    [true, true, ['keep', 'audio', 'clip']],
-  ] as const)('audio kept: %s, clipboard kept: %s', async (includeAudio, includeClipboard, kinds) => {
+  // Fed one by one, as reads of three instructions with their views (the relay's way: a read
+  // with nothing to leave out is queued whole), and as one read.
+  const feeds = {
+    each: (rec: SessionRecording, all: Instruction[]) => {
+      for (const i of all) rec.serverInstruction(i);
+    },
+    threes: (rec: SessionRecording, all: Instruction[]) => {
+      for (let k = 0; k < all.length; k += 3) {
+        const batch = all.slice(k, k + 3);
+        rec.serverBatch(batch, byteRuns(batch.map((i) => i.raw)));
+      }
+    },
+    whole: (rec: SessionRecording, all: Instruction[]) => rec.serverBatch(all, byteRuns(all.map((i) => i.raw))),
+  };
+  it.each(
+    (['each', 'threes', 'whole'] as const).flatMap((feed) =>
+      (
+        [
+          [false, false, ['keep']],
+          [true, false, ['keep', 'audio']],
+          [false, true, ['keep', 'clip']],
+          [true, true, ['keep', 'audio', 'clip']],
+        ] as const
+      ).map(([a, c, kinds]) => [a, c, feed, kinds] as const),
+    ),
+  )('audio kept: %s, clipboard kept: %s, fed %s', async (includeAudio, includeClipboard, feed, kinds) => {
     const t = makeRecorder(spool.dir, { includeAudio, includeClipboard });
-    const id = `streams-${String(includeAudio)}-${String(includeClipboard)}`;
+    const id = `streams-${String(includeAudio)}-${String(includeClipboard)}-${feed}`;
     const rec = await t.recorder.start(startInfo(id));
-    for (const i of ins(stream)) rec.serverInstruction(i);
+    feeds[feed](rec, ins(stream));
     await rec.close('done');
     const expected = parts.filter((p) => (kinds as readonly string[]).includes(p[0])).map((p) => p[1]).join('');
     expect(readFileSync(join(sessionDir(spool.dir, id), '000001.guac'), 'utf8')).toBe(expected);
@@ -203,7 +309,8 @@ describe('client input on the sync clock', () => {
     const t = makeRecorder(spool.dir, { now: () => (reads++, now) });
     const rec = await t.recorder.start(startInfo('clock-batch'));
     const before = reads;
-    rec.serverBatch(ins('4.sync,4.1000;4.sync,4.1001;3.nop;4.sync,4.1002;'));
+    const batch = ins('4.sync,4.1000;4.sync,4.1001;3.nop;4.sync,4.1002;');
+    rec.serverBatch(batch, byteRuns(batch.map((i) => i.raw)));
     expect(reads - before).toBe(1);
     rec.serverBatch(ins('3.nop;'));
     expect(reads - before).toBe(1); // no sync, no read
