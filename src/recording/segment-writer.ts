@@ -25,6 +25,13 @@ export interface SegmentWriterOptions {
    * drop what is on disk from the page cache, here and when the hash reads it back. Default: none.
    */
   pageCache?: PageCacheAdvice | undefined;
+  /**
+   * The previous segment's writer's written(): nothing is written here before it resolves, and
+   * nothing at all if it resolves false, so that what a recording keeps is always the stream
+   * from its start without a hole (a later segment written while an earlier one's last bytes
+   * failed would leave one).
+   */
+  after?: Promise<boolean> | undefined;
 }
 
 /** Stands in the batch for a piece written and released, so it is never released twice. */
@@ -96,6 +103,9 @@ export class SegmentWriter {
   #flushedTo = 0;
   #droppedTo = 0;
   #advising: Promise<void> | undefined;
+  #after: Promise<boolean> | undefined;
+  readonly #written: Promise<boolean>;
+  #settleWritten!: (allWritten: boolean) => void;
 
   /** Opens (creating or truncating) `path`; an open error surfaces like a write error. */
   constructor(path: string, options: SegmentWriterOptions = {}) {
@@ -104,6 +114,8 @@ export class SegmentWriter {
     this.#minWriteBytes = options.minWriteBytes ?? DEFAULT_MIN_WRITE_BYTES;
     this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
     this.#pageCache = options.pageCache;
+    this.#after = options.after;
+    this.#written = new Promise((resolve) => (this.#settleWritten = resolve));
     // 'w', not 'wx': the journal, not the file system, decides which numbers are free, and a
     // stale file under a number the journal hands out again holds nothing anyone can use.
     this.#opened = open(path, 'w', 0o640);
@@ -132,6 +144,14 @@ export class SegmentWriter {
 
   get failed(): boolean {
     return this.#error !== undefined;
+  }
+
+  /**
+   * Resolves once every byte appended before finish() has reached the file (true), or once
+   * writing has failed (false); before fsync and the hash. The next segment's `after`.
+   */
+  written(): Promise<boolean> {
+    return this.#written;
   }
 
   /** Called once, on the first open or write error. */
@@ -199,9 +219,11 @@ export class SegmentWriter {
     try {
       fh = await this.#opened;
     } catch {
+      this.#settleWritten(false);
       return { bytes: 0, sha256: await sha256OfFile(this.path, 0), ...(this.#error ? { error: this.#error } : {}) };
     }
     await this.#drain();
+    this.#settleWritten(this.#error === undefined);
     // The advice must not outlive the descriptor: a number reused for another file would get it.
     await this.#advising;
     if (this.#error) {
@@ -288,6 +310,16 @@ export class SegmentWriter {
       fh = await this.#opened;
     } catch {
       return;
+    }
+    if (this.#after) {
+      // The previous segment's last writes are usually done long before this; if they failed,
+      // this file stays empty (and is then discarded as such).
+      const previousWritten = await this.#after;
+      this.#after = undefined;
+      if (!previousWritten) {
+        this.#setError(Object.assign(new Error('an earlier segment of this recording could not be written, so nothing after it is'), { code: 'ECANCELED' }));
+        return;
+      }
     }
     while (!this.#error) {
       this.#closeRun();
@@ -377,6 +409,7 @@ export class SegmentWriter {
   #setError(err: NodeJS.ErrnoException): void {
     if (this.#error) return;
     this.#error = err;
+    this.#settleWritten(false);
     // Nothing queued can be written any more; let go of it.
     for (const piece of this.#queue) releaseBytes(piece);
     if (this.#runParent !== undefined) releaseBytes(new Uint8Array(this.#runParent, this.#runStart, 0));

@@ -314,7 +314,8 @@ export class SessionRecording {
     // journal does not list yet, so neither has to wait for the other.
     this.#ctx.journal.update((d) => void d.segments.push(record)).catch((err: unknown) => this.#journalFailed(err));
     this.#segment = n;
-    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache });
+    // #sealCurrent() above has called finish() on the previous writer; this one writes after it.
+    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache, after: this.#writer.written() });
     this.#watch(this.#writer);
   }
 

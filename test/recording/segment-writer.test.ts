@@ -92,4 +92,39 @@ describe('SegmentWriter', () => {
     expect(w.failed).toBe(true);
     await w.discard();
   });
+
+  it('writes nothing before the previous segment has written all of its bytes, and nothing at all if it could not', async () => {
+    // The previous segment: its bytes go to /dev/full, so its last write fails.
+    const fullPath = join(spool.dir, 'prev-full.guac');
+    symlinkSync('/dev/full', fullPath);
+    const prevFailing = new SegmentWriter(fullPath);
+    prevFailing.append(Buffer.from('4.sync,1.1;'));
+    const afterFailed = new SegmentWriter(join(spool.dir, 'after-failed.guac'), { after: prevFailing.written() });
+    const errors: string[] = [];
+    afterFailed.onError((e) => errors.push(e.code ?? ''));
+    afterFailed.append(Buffer.from('4.sync,1.2;'));
+    await prevFailing.finish();
+    expect(await prevFailing.written()).toBe(false);
+    const done = await afterFailed.finish();
+    expect(errors).toEqual(['ECANCELED']);
+    expect(done.bytes).toBe(0);
+    expect(readFileSync(join(spool.dir, 'after-failed.guac')).length).toBe(0);
+    await afterFailed.discard();
+    await prevFailing.discard();
+
+    // A previous segment still writing: the next one's bytes wait in memory, then follow.
+    let release!: (ok: boolean) => void;
+    const gate = new Promise<boolean>((resolve) => (release = resolve));
+    const path = join(spool.dir, 'after-gate.guac');
+    const waiting = new SegmentWriter(path, { after: gate, minWriteBytes: 1 });
+    waiting.append(Buffer.from('4.sync,1.3;'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(waiting.committedBytes).toBe(0);
+    expect(readFileSync(path).length).toBe(0);
+    release(true);
+    const written = await waiting.finish();
+    expect(readFileSync(path, 'utf8')).toBe('4.sync,1.3;');
+    expect(written.bytes).toBe(11);
+    expect(await waiting.written()).toBe(true);
+  });
 });
