@@ -8,7 +8,7 @@
 // waits until no recording is open (so sealing — fsync, the segment's sha256 — is counted) and
 // answers { type: 'cpu', user, system, mainThread } (process.cpuUsage(), microseconds, all
 // threads: libuv's file writes and the hash worker included; mainThread: the event loop's alone); on { type: 'stop' } it closes everything and exits.
-import fs, { openSync, readFileSync } from 'node:fs';
+import fs, { openSync, readFileSync, statfsSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -28,8 +28,12 @@ import { startGuacamoleLite } from '../test/support/guacamole-lite.js';
 /** The token key every relay benchmark uses (32 bytes, as TOKEN_KEY wants). */
 export const BENCH_KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 
-/** recgw-nodisk: recgw whose segment writes go to /dev/null (see leaveOutPageCacheWrites). */
-export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk';
+/**
+ * recgw-nodisk: recgw whose segment writes go to /dev/null; recgw-copyonly: into the same few MiB
+ * of memory over and over (see redirectSegmentWrites).
+ */
+export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk' | 'recgw-copyonly';
+const RELAY_KINDS: readonly string[] = ['lite', 'recgw', 'recgw-nodisk', 'recgw-copyonly'];
 
 export interface RunningRelay {
   /** ws:// URL the client connects to (token goes in ?token=). */
@@ -62,7 +66,8 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
   // Warnings and errors (a recording that failed, a session cut short) go to stderr, which the
   // bench shows; the per-session info lines would only add noise.
   // Without the disk, every seal fails its read-back check: say nothing of it.
-  const loggers = createTestLoggers(pino.destination({ dest: 2, sync: true }), kind === 'recgw-nodisk' ? 'fatal' : 'warn');
+  const redirected = kind === 'recgw-nodisk' || kind === 'recgw-copyonly';
+  const loggers = createTestLoggers(pino.destination({ dest: 2, sync: true }), redirected ? 'fatal' : 'warn');
   const recorder = new Recorder({
     spoolDir: config.recording.spoolDir,
     segmentBytes: config.recording.segmentBytes,
@@ -104,32 +109,62 @@ export function mainThreadCpuMicros(): number {
   }
 }
 
+/** Where redirectSegmentWrites sends the copy-only relay's writes: memory (tmpfs), wrapped. */
+const COPY_ONLY_DIR = '/dev/shm';
+const COPY_ONLY_WRAP = 16 * 1024 * 1024;
+
 /**
- * For the bench's "page-cache writes left out" relay only (its own process): fs.writev, which
- * only the segment writer uses, writes to /dev/null instead. Everything else recording does
- * stays (the tap, arenas held until "written", the libuv round trip, the write system call
- * itself), so this relay against the real one shows what the kernel's copy into the page cache
- * costs. Its segments stay empty and are never sealed.
+ * For the bench's comparison relays only (each in its own process): fs.writev, which only the
+ * segment writer uses, goes elsewhere. Everything else recording does stays (the tap, arenas
+ * held until "written", the libuv round trip, the write system call itself); their segments stay
+ * empty and are never sealed.
+ * - recgw-nodisk: to /dev/null, which takes the bytes without looking at them: all of recording
+ *   but the kernel's work on the bytes.
+ * - recgw-copyonly: into one tmpfs file at position modulo 16 MiB, so the kernel copies each
+ *   byte into the same few MiB of memory that stay in place: recording's one copy of each byte,
+ *   without the file system's bookkeeping, the disk or new pages.
  */
-function leaveOutPageCacheWrites(): void {
-  const devNull = openSync('/dev/null', 'w');
+function redirectSegmentWrites(kind: 'recgw-nodisk' | 'recgw-copyonly'): void {
   const realWritev = fs.writev;
+  let redirect: (position: number | null) => { fd: number; position: number | null };
+  if (kind === 'recgw-nodisk') {
+    const devNull = openSync('/dev/null', 'w');
+    redirect = (position) => ({ fd: devNull, position });
+  } else {
+    const path = join(COPY_ONLY_DIR, `recgw-bench-copyonly-${process.pid}`);
+    const memory = openSync(path, 'w');
+    unlinkSync(path); // the open descriptor keeps it; nothing is left behind
+    redirect = (position) => ({ fd: memory, position: (position ?? 0) % COPY_ONLY_WRAP });
+  }
   // One overload is enough: the segment writer always passes a position and a callback.
-  const toDevNull = (_fd: number, buffers: NodeJS.ArrayBufferView[], position: number | null, cb: (err: NodeJS.ErrnoException | null, bytesWritten: number, buffers: NodeJS.ArrayBufferView[]) => void): void =>
-    realWritev(devNull, buffers, position, cb);
-  (fs as { writev: unknown }).writev = toDevNull;
+  const redirected = (_fd: number, buffers: NodeJS.ArrayBufferView[], position: number | null, cb: (err: NodeJS.ErrnoException | null, bytesWritten: number, buffers: NodeJS.ArrayBufferView[]) => void): void => {
+    const to = redirect(position);
+    realWritev(to.fd, buffers, to.position, cb);
+  };
+  (fs as { writev: unknown }).writev = redirected;
   syncBuiltinESMExports();
 }
+
+/** False where there is no tmpfs at COPY_ONLY_DIR (the copy-only relay is then left out). */
+export function copyOnlyAvailable(): boolean {
+  try {
+    return statfsSync(COPY_ONLY_DIR).type === TMPFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+const TMPFS_MAGIC = 0x01021994;
 
 type ParentMessage = { type: 'cpu' } | { type: 'stop' };
 
 async function childMain(): Promise<void> {
   const [kind, host, port, keyHex] = process.argv.slice(2);
-  if ((kind !== 'lite' && kind !== 'recgw' && kind !== 'recgw-nodisk') || !host || !port || !keyHex) {
-    throw new Error('usage: relay-server.ts lite|recgw|recgw-nodisk <guacd host> <guacd port> <key hex>');
+  if (kind === undefined || !RELAY_KINDS.includes(kind) || !host || !port || !keyHex) {
+    throw new Error(`usage: relay-server.ts ${RELAY_KINDS.join('|')} <guacd host> <guacd port> <key hex>`);
   }
-  if (kind === 'recgw-nodisk') leaveOutPageCacheWrites();
-  const relay = await startRelay(kind, { host, port: Number(port) }, Buffer.from(keyHex, 'hex'));
+  const relayKind = kind as RelayKind;
+  if (relayKind === 'recgw-nodisk' || relayKind === 'recgw-copyonly') redirectSegmentWrites(relayKind);
+  const relay = await startRelay(relayKind, { host, port: Number(port) }, Buffer.from(keyHex, 'hex'));
   process.on('message', (msg: ParentMessage) => {
     if (msg.type === 'cpu') {
       void relay.idle().then(() => {

@@ -6,6 +6,12 @@
 // this machine: plain files into fresh and into reused pages, and segments written by the
 // SegmentWriter with their pages kept in the cache and written behind (page-cache.ts).
 //
+// --without-page-cache adds two relays recording with their segment writes sent elsewhere:
+// /dev/null (everything recording does but the kernel's work on the bytes) and the same 16 MiB
+// of memory over and over (plus one copy of each byte: the least any recording can do, here
+// where the stand-in and the client share the relay's cores). Against them the real relay shows
+// what the copy costs and what the file system and the disk add.
+//
 // Why not a relay with RECORDING_DROP_PAGE_CACHE=false beside the others: relays that share a
 // machine share its free pages, and one that keeps its pages then writes into the pages the
 // other has just dropped, which are the cheap ones; measured so, the two look alike.
@@ -27,7 +33,7 @@ import { pageCache, pageCacheStatus, type PageCacheAdvice } from '../src/recordi
 import { SegmentWriter } from '../src/recording/segment-writer.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
 import { startChildRelay, type Relay } from './relay-child.js';
-import { BENCH_KEY as KEY, mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
+import { BENCH_KEY as KEY, copyOnlyAvailable, mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number): number => {
@@ -37,7 +43,11 @@ const opt = (name: string, fallback: number): number => {
 const LOOPS = opt('loops', 20);
 const ROUNDS = opt('rounds', 5);
 const IN_PROCESS = args.includes('--in-process');
-/** Adds a fourth relay: recording on, its segment writes sent to /dev/null (relay-server.ts). */
+/**
+ * Adds two relays with recording on whose segment writes go elsewhere (relay-server.ts): to
+ * /dev/null (no copy of the bytes at all), and into the same 16 MiB of memory over and over (the
+ * one copy of each byte any recording makes, without file system or disk).
+ */
 const WITHOUT_PAGE_CACHE = args.includes('--without-page-cache');
 if (WITHOUT_PAGE_CACHE && IN_PROCESS) throw new Error('--without-page-cache needs the relays in processes of their own (it patches fs.writev)');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
@@ -106,7 +116,12 @@ async function main(): Promise<void> {
     { name: 'recgw, recording on', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(true, n), KEY) },
   ];
   const noDisk = 'recgw, on, /dev/null';
-  if (WITHOUT_PAGE_CACHE) ways.push({ name: noDisk, relay: await start('recgw-nodisk', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
+  const copyOnly = 'recgw, on, copy only';
+  if (WITHOUT_PAGE_CACHE) {
+    ways.push({ name: noDisk, relay: await start('recgw-nodisk', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
+    if (copyOnlyAvailable()) ways.push({ name: copyOnly, relay: await start('recgw-copyonly', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
+    else process.stdout.write('(no tmpfs at /dev/shm: the copy-only relay is left out)\n');
+  }
   const rate: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   const mainCpu: Record<string, number[]> = {};
@@ -165,7 +180,13 @@ async function main(): Promise<void> {
   line('recording on / off', on, off, '(target MB/s >= 0.90)');
   line('recgw off / lite', off, lite, '(target MB/s >= 1.00)');
   line('recgw on / lite', on, lite, '');
-  if (WITHOUT_PAGE_CACHE) line('on, /dev/null / off', noDisk, off, '(all of recording but the page-cache copy)');
+  if (WITHOUT_PAGE_CACHE) {
+    line('on, /dev/null / off', noDisk, off, '(all of recording but the kernel\'s work on the bytes)');
+    if (rate[copyOnly]) {
+      line('on, copy only / off', copyOnly, off, '(... plus one copy of each byte: the floor for a recording)');
+      line('on / on, copy only', on, copyOnly, '(what the file system and the disk add)');
+    }
+  }
 
   for (const w of ways) await w.relay.close();
   await guacd.close();
