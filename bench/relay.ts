@@ -6,7 +6,7 @@
 // this machine: plain files into fresh and into reused pages, and segments written by the
 // SegmentWriter with their pages kept in the cache and written behind (page-cache.ts).
 //
-// --without-page-cache adds two relays recording with their segment writes sent elsewhere:
+// --breakdown adds two relays recording with their segment writes sent elsewhere:
 // /dev/null (everything recording does but the kernel's work on the bytes) and the same 16 MiB
 // of memory over and over (plus one copy of each byte: the least any recording can do, here
 // where the stand-in and the client share the relay's cores). Against them the real relay shows
@@ -16,7 +16,7 @@
 // machine share its free pages, and one that keeps its pages then writes into the pages the
 // other has just dropped, which are the cheap ones; measured so, the two look alike.
 //
-//   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process] [--without-page-cache]
+//   npx tsx bench/relay.ts [--loops 20] [--rounds 5] [--in-process] [--breakdown]
 //   BENCH_RELAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npx tsx bench/relay.ts  (profile the relays)
 //
 // Each relay runs in a child process of its own (bench/relay-server.ts), as in production where
@@ -36,6 +36,16 @@ import { startChildRelay, type Relay } from './relay-child.js';
 import { BENCH_KEY as KEY, copyOnlyAvailable, mainThreadCpuMicros, startRelay, type RelayKind, type RunningRelay } from './relay-server.js';
 
 const args = process.argv.slice(2);
+const USAGE = 'usage: bench/relay.ts [--loops N] [--rounds N] [--in-process] [--breakdown]';
+for (let i = 0; i < args.length; i++) {
+  const a = args[i]!;
+  if (a === '--loops' || a === '--rounds') {
+    const n = Number(args[++i]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${a} wants a whole number >= 1; ${USAGE}`);
+  } else if (a !== '--in-process' && a !== '--breakdown') {
+    throw new Error(`unknown argument ${a}; ${USAGE}`);
+  }
+}
 const opt = (name: string, fallback: number): number => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : fallback;
@@ -48,8 +58,8 @@ const IN_PROCESS = args.includes('--in-process');
  * /dev/null (no copy of the bytes at all), and into the same 16 MiB of memory over and over (the
  * one copy of each byte any recording makes, without file system or disk).
  */
-const WITHOUT_PAGE_CACHE = args.includes('--without-page-cache');
-if (WITHOUT_PAGE_CACHE && IN_PROCESS) throw new Error('--without-page-cache needs the relays in processes of their own (it patches fs.writev)');
+const BREAKDOWN = args.includes('--breakdown');
+if (BREAKDOWN && IN_PROCESS) throw new Error('--breakdown needs the relays in processes of their own (it patches fs.writev)');
 const FIXTURE = join(import.meta.dirname, '../fixtures/recordings/vnc-desktop.gz');
 /** After a session, before reading the relay's CPU (which also waits for the recording's seal). */
 const SETTLE_MS = 50;
@@ -117,7 +127,7 @@ async function main(): Promise<void> {
   ];
   const noDisk = 'recgw, on, /dev/null';
   const copyOnly = 'recgw, on, copy only';
-  if (WITHOUT_PAGE_CACHE) {
+  if (BREAKDOWN) {
     ways.push({ name: noDisk, relay: await start('recgw-nodisk', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
     if (copyOnlyAvailable()) ways.push({ name: copyOnly, relay: await start('recgw-copyonly', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
     else process.stdout.write('(no tmpfs at /dev/shm: the copy-only relay is left out)\n');
@@ -180,7 +190,7 @@ async function main(): Promise<void> {
   line('recording on / off', on, off, '(target MB/s >= 0.90)');
   line('recgw off / lite', off, lite, '(target MB/s >= 1.00)');
   line('recgw on / lite', on, lite, '');
-  if (WITHOUT_PAGE_CACHE) {
+  if (BREAKDOWN) {
     line('on, /dev/null / off', noDisk, off, '(all of recording but the kernel\'s work on the bytes)');
     if (rate[copyOnly]) {
       line('on, copy only / off', copyOnly, off, '(... plus one copy of each byte: the floor for a recording)');
