@@ -63,8 +63,9 @@ describe('SegmentWriter', () => {
     }
     const want = Buffer.concat(expected);
     expect(w.pendingBytes).toBe(want.length);
-    // The bytes reach the OS within a few event-loop turns, without finish().
-    const deadline = Date.now() + 2000;
+    // The bytes reach the OS within a few event-loop turns, without finish() (the deadline is
+    // only there to end the wait on a machine that is very busy).
+    const deadline = Date.now() + 10_000;
     // (The bytes can be in the file a moment before the write's completion reaches this thread,
     // so wait for both.)
     while ((readFileSync(path).length < want.length || w.pendingBytes > 0) && Date.now() < deadline) {
