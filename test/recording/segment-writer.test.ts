@@ -2,6 +2,7 @@ import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SegmentWriter } from '../../src/recording/segment-writer.js';
+import { writeWindow } from '../../src/recording/write-window.js';
 import { sha256, tempSpool } from './helpers.js';
 
 const spool = tempSpool();
@@ -127,5 +128,29 @@ describe('SegmentWriter', () => {
     expect(readFileSync(path, 'utf8')).toBe('4.sync,1.3;');
     expect(written.bytes).toBe(11);
     expect(await waiting.written()).toBe(true);
+  });
+
+  it('has the small writes of all its files wait in one window, so they are written together', async () => {
+    const window = writeWindow(25);
+    const before = window.size;
+    const a = new SegmentWriter(join(spool.dir, 'window-a.guac'));
+    const b = new SegmentWriter(join(spool.dir, 'window-b.guac'));
+    await Promise.all([a.opened(), b.opened()]);
+    a.append(Buffer.from('4.sync,1.1;'));
+    b.append(Buffer.from('4.sync,1.2;'));
+    a.append(Buffer.from('4.sync,1.3;')); // already waiting
+    expect(window.size).toBe(before + 2);
+    // Written when the window closes, without finish().
+    while (a.pendingBytes + b.pendingBytes > 0 || a.committedBytes + b.committedBytes < 33) await new Promise((r) => setTimeout(r, 5));
+    expect(window.size).toBe(before);
+    expect(readFileSync(a.path, 'utf8')).toBe('4.sync,1.1;4.sync,1.3;');
+    expect(readFileSync(b.path, 'utf8')).toBe('4.sync,1.2;');
+    // A file finished while it waits leaves the window.
+    b.append(Buffer.from('4.sync,1.4;'));
+    expect(window.size).toBe(before + 1);
+    await b.finish();
+    expect(window.size).toBe(before);
+    expect(readFileSync(b.path, 'utf8')).toBe('4.sync,1.2;4.sync,1.4;');
+    await a.finish();
   });
 });
