@@ -4,7 +4,7 @@ import { WebSocket, type RawData } from 'ws';
 import type { Config } from '../config/config.js';
 import { GuacStatus, RecgwError, errorMessage, isRecgwError } from '../errors.js';
 import { MetricName } from '../observability/logger.js';
-import { GuacamoleParser, encodeInstruction, type Instruction } from '../protocol/index.js';
+import { GuacamoleParser, encodeInstruction, hasOpcode, type Instruction } from '../protocol/index.js';
 import { byteRuns, joinViews } from '../protocol/byte-runs.js';
 import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
 import type { ClientAddress } from './client-address.js';
@@ -178,7 +178,7 @@ export class GatewaySession {
       return;
     }
     this.#sendRuns(runs);
-    if (!this.#guacdSynced && batch.some((ins) => ins.raw[0] === 0x34 && ins.opcode === 'sync')) {
+    if (!this.#guacdSynced && batch.some((ins) => hasOpcode(ins.raw, 'sync'))) {
       this.#guacdSynced = true;
       this.#flushHeld();
     }
@@ -263,10 +263,10 @@ export class GatewaySession {
    * guacd's instructions (a batch's adjacentRuns()) as one message. A batch is one socket read,
    * usually one slice of a read arena: an instruction cut by an arena's end is moved into the
    * next one (read-arenas.ts). One longer than that move allows is joined into a buffer of its
-   * own, and the batch is then several slices. Joining those would copy the whole batch; instead the message goes out as
-   * fragments (RFC 6455 continuation frames: the browser reassembles them, so
-   * guacamole-common-js still sees one message of whole instructions), corked so they leave in
-   * one system call.
+   * own, and the batch is then several slices. Joining those would copy the whole batch;
+   * instead the message goes out as fragments (RFC 6455 continuation frames: the browser
+   * reassembles them, so guacamole-common-js still sees one message of whole instructions),
+   * corked so they leave in one system call.
    */
   #sendRuns(runs: readonly Buffer[]): void {
     const ws = this.#ws;

@@ -75,6 +75,18 @@ export class Instruction {
   }
 }
 
+/**
+ * True when `raw`, one instruction's bytes, has the opcode `name` (ASCII, at most 9 characters),
+ * found by comparing a few bytes: for the paths that look at every relayed instruction, where
+ * decoding the opcode as a string would cost more than the rest of their work.
+ */
+export function hasOpcode(raw: Uint8Array, name: string): boolean {
+  const n = name.length;
+  if (raw[0] !== 0x30 + n || raw[1] !== 0x2e /* '.' */ || raw.length < n + 2) return false;
+  for (let i = 0; i < n; i++) if (raw[i + 2] !== name.charCodeAt(i)) return false;
+  return true;
+}
+
 /** Length of a string in Unicode code points (what Guacamole length prefixes count). */
 export function codePointLength(s: string): number {
   let n = s.length;

@@ -1,4 +1,4 @@
-import type { Instruction } from '../protocol/index.js';
+import { hasOpcode, type Instruction } from '../protocol/index.js';
 
 export interface LeftOutStreamOptions {
   includeAudio: boolean;
@@ -30,33 +30,20 @@ export class LeftOutStreams {
    * tap can pass over a whole socket read with it and hand the read on in one piece.
    */
   mayLeaveOut(raw: Buffer): boolean {
-    const len = raw[0];
-    if (raw[1] !== 0x2e /* '.' */) return false; // opcodes of ten or more bytes: none of ours
-    if (len === 0x35) return !this.#includeAudio && opcodeIs(raw, AUDIO);
-    if (len === 0x39) return !this.#includeClipboard && opcodeIs(raw, CLIPBOARD);
-    if (this.#open.size === 0) return false;
-    return (len === 0x34 && opcodeIs(raw, BLOB)) || (len === 0x33 && opcodeIs(raw, END));
+    if (!this.#includeAudio && hasOpcode(raw, 'audio')) return true;
+    if (!this.#includeClipboard && hasOpcode(raw, 'clipboard')) return true;
+    // Most of the time no stream is open, and blobs (images above all) need no look at all.
+    return this.#open.size > 0 && (hasOpcode(raw, 'blob') || hasOpcode(raw, 'end'));
   }
 
   /** True when `ins` belongs in the recording. Call for every instruction, in order. */
   keep(ins: Instruction): boolean {
-    // Cheap first-byte test: most instructions (img, sync, copy, ...) need no look at all, and
-    // no stream is open most of the time.
     const raw = ins.raw;
-    const len = raw[0];
-    // '5.audio', '9.clipboard', '4.blob', '3.end'
-    if (len === 0x35 /* 5 */) {
-      if (!this.#includeAudio && ins.opcode === 'audio') return this.#openStream(ins);
-      return true;
-    }
-    if (len === 0x39 /* 9 */) {
-      if (!this.#includeClipboard && ins.opcode === 'clipboard') return this.#openStream(ins);
-      return true;
-    }
-    if (this.#open.size === 0) return true;
-    if (len === 0x34 /* 4 */ && ins.opcode === 'blob') return !this.#open.has(ins.arg(0));
-    if (len === 0x33 /* 3 */ && ins.opcode === 'end') return !this.#open.delete(ins.arg(0));
-    return true;
+    if (!this.mayLeaveOut(raw)) return true;
+    // A left-out stream's opening instruction, or a blob or end while some stream is left out.
+    if (hasOpcode(raw, 'blob')) return !this.#open.has(ins.arg(0));
+    if (hasOpcode(raw, 'end')) return !this.#open.delete(ins.arg(0));
+    return this.#openStream(ins);
   }
 
   #openStream(ins: Instruction): false {
@@ -65,14 +52,3 @@ export class LeftOutStreams {
   }
 }
 
-const AUDIO = Buffer.from('audio');
-const CLIPBOARD = Buffer.from('clipboard');
-const BLOB = Buffer.from('blob');
-const END = Buffer.from('end');
-
-/** True when the opcode of `raw`, whose length prefix is a single digit, is `name`. */
-function opcodeIs(raw: Buffer, name: Buffer): boolean {
-  if (raw.length < name.length + 2) return false;
-  for (let i = 0; i < name.length; i++) if (raw[i + 2] !== name[i]) return false;
-  return true;
-}

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { GuacStatus, RecgwError, errorMessage } from '../errors.js';
 import { MetricName, type Logger } from '../observability/logger.js';
-import { encodeInstructionBuffer, type Instruction } from '../protocol/index.js';
+import { encodeInstructionBuffer, hasOpcode, type Instruction } from '../protocol/index.js';
 import type { SegmentSealedListener } from '../pipeline/contracts.js';
 import { segmentBaseName, type SegmentRecord, type SessionJournal } from './journal.js';
 import { LeftOutStreams } from './left-out-streams.js';
@@ -33,16 +33,6 @@ export interface SessionRecordingContext {
 const ROLL_AFTER_SYNC_SHARE = 0.9;
 
 const INTEGER = /^-?\d{1,10}$/;
-
-/** `4.sync`, by its bytes. */
-function isSync(raw: Buffer): boolean {
-  return raw[0] === 0x34 && raw[2] === 0x73 && raw[3] === 0x79 && raw[4] === 0x6e && raw[5] === 0x63;
-}
-
-/** `4.size`, by its bytes. */
-function isSize(raw: Buffer): boolean {
-  return raw[0] === 0x34 && raw[2] === 0x73 && raw[3] === 0x69 && raw[4] === 0x7a && raw[5] === 0x65;
-}
 
 /**
  * One connection's recording: the guacd→client instructions after `ready` plus the client's
@@ -146,13 +136,13 @@ export class SessionRecording {
     for (let i = 0; i < batch.length; i++) {
       const ins = batch[i]!;
       const raw = ins.raw;
-      if (isSync(raw)) {
+      if (hasOpcode(raw, 'sync')) {
         const ts = ins.intArg(0);
         this.#tick(ts);
         this.#segmentSync(ts);
         continue;
       }
-      if (raw[0] === 0x30 /* '0.' */ || streams.mayLeaveOut(raw) || (!this.#sizeSeen && isSize(raw))) return false;
+      if (raw[0] === 0x30 /* '0.' */ || streams.mayLeaveOut(raw) || (!this.#sizeSeen && hasOpcode(raw, 'size'))) return false;
     }
     for (let i = 0; i < runs.length; i++) writer.queue(runs[i]!);
     return true;
@@ -163,12 +153,10 @@ export class SessionRecording {
     // guacd never sends an empty opcode; one here is a tunnel-internal instruction (the
     // connection id a relay adds after `ready`), which is no part of what was displayed.
     if (raw[0] === 0x30 /* '0.' */) return;
-    // Byte tests, not ins.opcode: decoding the opcode string for every instruction costs more
-    // than the rest of this method on a busy relay.
-    const syncTs = isSync(raw) ? ins.intArg(0) : undefined;
+    const syncTs = hasOpcode(raw, 'sync') ? ins.intArg(0) : undefined;
     if (syncTs !== undefined) this.#tick(syncTs);
     if (!this.#streams.keep(ins)) return;
-    if (!this.#sizeSeen && isSize(raw) && ins.arg(0) === '0') {
+    if (!this.#sizeSeen && hasOpcode(raw, 'size') && ins.arg(0) === '0') {
       this.#sizeSeen = true;
       this.#noteSize(ins.intArg(1), ins.intArg(2));
     }
@@ -197,7 +185,7 @@ export class SessionRecording {
     if (this.#stopped) return;
     const raw = ins.raw;
     // Tunnel-internal instructions (empty opcode), nop, sync acks, size...: never recorded.
-    if (raw[0] === 0x35 /* '5.mouse' */ && ins.opcode === 'mouse') {
+    if (hasOpcode(raw, 'mouse')) {
       const x = ins.arg(0);
       const y = ins.arg(1);
       const mask = ins.arg(2);
@@ -207,7 +195,7 @@ export class SessionRecording {
       const ts = this.#clock.stamp();
       if (ts === undefined) return;
       this.#write(encodeInstructionBuffer('mouse', x, y, mask, ts));
-    } else if (this.#ctx.includeKeys && raw[0] === 0x33 /* '3.key' */ && ins.opcode === 'key') {
+    } else if (this.#ctx.includeKeys && hasOpcode(raw, 'key')) {
       const keysym = ins.arg(0);
       const pressed = ins.arg(1);
       if (!INTEGER.test(keysym) || !INTEGER.test(pressed)) return;

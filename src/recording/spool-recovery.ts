@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { errorMessage, ProtocolError } from '../errors.js';
 import { MetricName, type Logger } from '../observability/logger.js';
-import { GuacamoleParser } from '../protocol/index.js';
+import { GuacamoleParser, hasOpcode } from '../protocol/index.js';
 import type { SegmentRef } from '../pipeline/contracts.js';
 import { segmentBaseName, type SegmentRecord, type SegmentState, type SessionJournal } from './journal.js';
 
@@ -42,7 +42,7 @@ export async function cutToLastInstruction(path: string): Promise<CutSegment> {
 
   const parser = new GuacamoleParser((ins) => {
     complete += ins.raw.length;
-    if (ins.raw[0] === 0x34 && ins.opcode === 'sync') {
+    if (hasOpcode(ins.raw, 'sync')) {
       const ts = ins.intArg(0);
       if (Number.isFinite(ts)) {
         firstSync ??= ts;
