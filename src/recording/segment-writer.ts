@@ -99,7 +99,6 @@ export class SegmentWriter {
   #waiting = false;
   readonly #window: WriteWindow;
   readonly #minWriteBytes: number;
-  readonly #maxDelayMs: number;
   #error: NodeJS.ErrnoException | undefined;
   #finished: Promise<WrittenSegment> | undefined;
   #onError: ((err: NodeJS.ErrnoException) => void) | undefined;
@@ -117,8 +116,7 @@ export class SegmentWriter {
     this.path = path;
     this.#maxPieces = Math.max(1, Math.min(IOV_MAX, options.maxPieces ?? IOV_MAX));
     this.#minWriteBytes = options.minWriteBytes ?? DEFAULT_MIN_WRITE_BYTES;
-    this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
-    this.#window = writeWindow(this.#maxDelayMs);
+    this.#window = writeWindow(options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS);
     this.#pageCache = options.pageCache;
     this.#after = options.after;
     this.#written = new Promise((resolve) => (this.#settleWritten = resolve));
@@ -218,10 +216,7 @@ export class SegmentWriter {
   }
 
   async #finish(): Promise<WrittenSegment> {
-    if (this.#waiting) {
-      this.#window.delete(this.#onTimer);
-      this.#waiting = false;
-    }
+    this.#leaveWindow();
     this.#closeRun();
     let fh: FileHandle;
     try {
@@ -274,8 +269,7 @@ export class SegmentWriter {
     if (this.#pumping || this.#scheduled) return;
     if (this.#waiting) {
       if (this.pendingBytes < this.#minWriteBytes) return;
-      this.#window.delete(this.#onTimer);
-      this.#waiting = false;
+      this.#leaveWindow();
     } else if (this.pendingBytes < this.#minWriteBytes) {
       // Written when the window of all files' small writes closes: within maxDelayMs.
       this.#waiting = true;
@@ -286,6 +280,13 @@ export class SegmentWriter {
     // setImmediate, not a microtask: everything appended while handling one socket read is
     // written together.
     setImmediate(this.#onImmediate);
+  }
+
+  /** No longer waiting for the window: written sooner, or finished. */
+  #leaveWindow(): void {
+    if (!this.#waiting) return;
+    this.#window.delete(this.#onTimer);
+    this.#waiting = false;
   }
 
   readonly #onTimer = (): void => {
