@@ -1,22 +1,14 @@
 import { resolve } from 'node:path';
-import checkDiskSpaceModule from 'check-disk-space';
 import { GuacStatus, RecgwError, errorMessage } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import { freeBytesOnFileSystem } from './free-space.js';
 import type { Recorder } from './recorder.js';
 
-// Its types are CommonJS-flavoured under NodeNext (default = the module), while Node loads its
-// ESM build, whose default export is the function itself; accept either.
-type CheckDiskSpace = typeof checkDiskSpaceModule.default;
-const checkDiskSpace: CheckDiskSpace =
-  typeof checkDiskSpaceModule === 'function' ? (checkDiskSpaceModule as CheckDiskSpace) : checkDiskSpaceModule.default;
-
 /**
- * A measurement taken this recently (or still under way) answers later callers too. Every
- * recorded session's admission measures the spool, and check-disk-space runs `df` in a child
- * process: spawning one costs the event loop a few ms, so a burst of connections (a shift
- * starting) would cost every running session that much relay time per connection. A quarter
- * second is far less than the floor's margin can be used up in (the watchdog ends sessions at
- * half the floor).
+ * A measurement taken this recently (or still under way) answers later callers too: every
+ * recorded session's admission measures the spool, and a burst of connections (a shift
+ * starting) needs one answer, not one per connection. A quarter second is far less than the
+ * floor's margin can be used up in (the watchdog ends sessions at half the floor).
  */
 export const FREE_SPACE_REUSE_MS = 250;
 
@@ -40,11 +32,11 @@ export function sharedMeasurement(measure: (path: string) => Promise<number>, re
 }
 
 /**
- * Free bytes (for an unprivileged user) on the file system holding `path`. The spool may not
- * exist yet on a fresh machine; check-disk-space then measures its nearest existing parent.
+ * Free bytes (for an unprivileged user) on the file system holding `path` (free-space.ts; the
+ * spool may not exist yet on a fresh machine: its nearest existing parent is measured).
  * Measurements are shared for FREE_SPACE_REUSE_MS.
  */
-export const freeBytes: (path: string) => Promise<number> = sharedMeasurement(async (path) => (await checkDiskSpace(path)).free, FREE_SPACE_REUSE_MS);
+export const freeBytes: (path: string) => Promise<number> = sharedMeasurement(freeBytesOnFileSystem, FREE_SPACE_REUSE_MS);
 
 /** Throws RECGW_ERR_DISK_FLOOR when the spool's file system has less than `minFreeBytes` free. */
 export async function checkDiskFloor(spoolDir: string, minFreeBytes: number): Promise<void> {
@@ -100,7 +92,7 @@ export class DiskWatchdog {
 
   /** One measurement and its consequences; start() calls it every intervalMs. */
   async check(): Promise<void> {
-    if (this.#running) return; // a slow `df` must not pile up
+    if (this.#running) return; // a slow file system (a hung NFS mount) must not pile up calls
     this.#running = true;
     try {
       const { spoolDir, minFreeBytes, recorder, logger } = this.#o;
