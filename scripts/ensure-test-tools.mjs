@@ -2,7 +2,7 @@
 // (playwright's own browser download cannot work offline), and the page-cache tests need
 // native/page-cache, which `npm ci` builds when a compiler is there. On a fresh Debian machine,
 // install what is missing when we may; otherwise say exactly what is missing.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +33,10 @@ if (!existsSync(CHROMIUM)) {
 }
 
 const ADDON = join(root, 'native', 'page-cache', 'build', 'Release', 'recgw_page_cache.node');
-if (process.platform === 'linux' && !existsSync(ADDON)) {
+const SOURCE = join(root, 'native', 'page-cache', 'page_cache.c');
+// Built before its source last changed (a pull that added a call): build it again.
+const stale = () => statSync(SOURCE).mtimeMs > statSync(ADDON).mtimeMs;
+if (process.platform === 'linux' && (!existsSync(ADDON) || stale())) {
   const missing = ['python3', 'make', 'g++'].filter((c) => !onPath(c));
   if (missing.length > 0) {
     if (!isRoot) {
