@@ -148,11 +148,35 @@ static napi_value drop_cached_sync(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// addressPhase(bytes): where `bytes` (any typed array or Buffer view) starts in memory, modulo
+// 4096. Direct I/O reads straight from memory that must sit on the same 4096-byte grid as the
+// file offsets it goes to (direct-write.ts); JavaScript cannot see an address, so it asks here.
+static napi_value address_phase(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool is_typed = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_is_typedarray(env, argv[0], &is_typed) != napi_ok || !is_typed) {
+    return throw_type_error(env, "addressPhase(bytes): a Buffer or typed array");
+  }
+  void* data = NULL;
+  size_t length = 0;
+  napi_typedarray_type kind;
+  if (napi_get_typedarray_info(env, argv[0], &kind, &length, &data, NULL, NULL) != napi_ok) {
+    return throw_type_error(env, "addressPhase(bytes): a Buffer or typed array");
+  }
+  napi_value result;
+  napi_create_uint32(env, (uint32_t)((uintptr_t)data & 4095u), &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "flushBehind", NAPI_AUTO_LENGTH, flush_behind, NULL, &fn);
   napi_set_named_property(env, exports, "flushBehind", fn);
   napi_create_function(env, "dropCachedSync", NAPI_AUTO_LENGTH, drop_cached_sync, NULL, &fn);
   napi_set_named_property(env, exports, "dropCachedSync", fn);
+  napi_create_function(env, "addressPhase", NAPI_AUTO_LENGTH, address_phase, NULL, &fn);
+  napi_set_named_property(env, exports, "addressPhase", fn);
   return exports;
 }

@@ -15,7 +15,7 @@ import { Pipeline } from '../pipeline/pipeline.js';
 import { Uploader } from '../pipeline/upload-queue.js';
 import { checkDiskFloor, DiskWatchdog, freeBytes } from '../recording/disk-guard.js';
 import { JournalStore } from '../recording/journal.js';
-import { pageCache, pageCacheStatus } from '../recording/page-cache.js';
+import { directWrites, pageCache, pageCacheStatus } from '../recording/page-cache.js';
 import { Recorder, recorderSettings } from '../recording/recorder.js';
 import { SpoolLock } from '../recording/spool-lock.js';
 import { openObjectStore } from '../storage/open-store.js';
@@ -131,6 +131,13 @@ async function startOnLockedSpool(config: Config, loggers: Loggers, metrics: Gat
     log.warn({ page_cache: pageCacheStatus }, 'segments cannot be written behind: they stay in the page cache until the kernel evicts them');
   } else {
     log.info({ page_cache: 'dropped behind writes' }, 'segments are written behind');
+  }
+  if (!config.recording.directWrites) {
+    log.info({ direct_writes: 'off (RECORDING_DIRECT_WRITES=false)' }, 'fast sessions are written through the page cache');
+  } else if (directWrites === undefined) {
+    log.warn({ direct_writes: pageCache === undefined ? pageCacheStatus : 'addon built before direct writes (npm run build:native)' }, 'fast sessions cannot be written directly: every byte is copied into the page cache');
+  } else {
+    log.info({ direct_writes: 'on' }, 'fast sessions are written to the disk directly from the read arenas');
   }
   const recovery = await recorder.recover();
   log.info(

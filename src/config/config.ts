@@ -52,6 +52,7 @@ export interface Config {
     includeClipboard: boolean;
     includeAudio: boolean;
     dropPageCache: boolean;
+    directWrites: boolean;
     uploadRaw: boolean;
     keepLocal: boolean;
   };
@@ -86,6 +87,7 @@ export const KNOWN_VARIABLES = [
   'RECORDING_INCLUDE_CLIPBOARD',
   'RECORDING_INCLUDE_AUDIO',
   'RECORDING_DROP_PAGE_CACHE',
+  'RECORDING_DIRECT_WRITES',
   'RECORDING_UPLOAD_RAW',
   'RECORDING_KEEP_LOCAL',
   'S3_REGION',
@@ -178,6 +180,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       includeClipboard: read('RECORDING_INCLUDE_CLIPBOARD', false, parseBool),
       includeAudio: read('RECORDING_INCLUDE_AUDIO', false, parseBool),
       dropPageCache: read('RECORDING_DROP_PAGE_CACHE', true, parseBool),
+      directWrites: read('RECORDING_DIRECT_WRITES', true, parseBool),
       uploadRaw: read('RECORDING_UPLOAD_RAW', false, parseBool),
       keepLocal: read('RECORDING_KEEP_LOCAL', false, parseBool),
     },

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { GuacStatus, RecgwError, errorMessage } from '../errors.js';
 import { GuacamoleParser, encodeInstruction, type Instruction } from '../protocol/index.js';
-import { ArenaReader, holdBytes, releaseBytes } from '../protocol/read-arenas.js';
+import { ArenaReader, holdBytes, releaseBytes, type ReadAlignment } from '../protocol/read-arenas.js';
 import { settingText, type ResolvedConnection } from './connection-settings.js';
 
 export interface GuacdDialOptions {
@@ -43,6 +43,7 @@ export class GuacdConnection {
   readonly protocolVersion: string;
   readonly #socket: Socket;
   readonly #parser: GuacamoleParser;
+  readonly #reader: ArenaReader;
   #batch: Instruction[];
   #backlog: Instruction[][] = [];
   #onBatch: GuacdBatchListener | undefined;
@@ -50,8 +51,9 @@ export class GuacdConnection {
   #closed = false;
   #closeError: RecgwError | undefined;
 
-  private constructor(socket: Socket, parser: GuacamoleParser, batch: Instruction[], connectionId: string, version: string) {
+  private constructor(socket: Socket, reader: ArenaReader, parser: GuacamoleParser, batch: Instruction[], connectionId: string, version: string) {
     this.#socket = socket;
+    this.#reader = reader;
     this.#parser = parser;
     this.#batch = batch;
     this.connectionId = connectionId;
@@ -129,7 +131,7 @@ export class GuacdConnection {
             break;
           }
           case 'ready': {
-            ready = new GuacdConnection(socket, parser, afterReady, ins.arg(0), version);
+            ready = new GuacdConnection(socket, reader, parser, afterReady, ins.arg(0), version);
             break;
           }
           case 'error': {
@@ -245,6 +247,11 @@ export class GuacdConnection {
     }
     for (const ins of batch) holdBytes(ins.raw);
     this.#backlog.push(batch);
+  }
+
+  /** Places guacd's bytes in memory where a recording can write them directly (ArenaReader.alignTo). */
+  alignReads(align: ReadAlignment | undefined): void {
+    this.#reader.alignTo(align);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { RecgwError } from '../errors.js';
 import type { Instruction } from '../protocol/index.js';
+import type { ReadAlignment } from '../protocol/read-arenas.js';
 import type { SessionStartInfo } from '../recording/recorder.js';
 
 // What the gateway needs from the recorder (src/recording/recorder.ts). Declared here as
@@ -19,6 +20,8 @@ export interface RecordingTap {
   serverBatch(batch: readonly Instruction[], runs?: readonly Buffer[]): void;
   /** Every client→guacd instruction forwarded (the recorder keeps mouse / key). */
   clientInstruction(ins: Instruction): void;
+  /** Where guacd's bytes should be read to for the recording to write them directly, if anywhere. */
+  readonly readAlignment?: ReadAlignment | undefined;
   /** Called when recording can no longer continue; the relay must end the session. */
   onFailure(listener: (err: RecgwError) => void): void;
   /** Seals the open segment. */

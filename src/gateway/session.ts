@@ -161,6 +161,7 @@ export class GatewaySession {
     // The browser's tunnel takes its id from this internal instruction (guacamole-lite sends it too).
     this.#sendToClient(Buffer.from(encodeInstruction('', guacd.connectionId), 'utf8'));
     guacd.onDrain(() => this.#ws.resume());
+    guacd.alignReads(this.#recording?.readAlignment);
     guacd.start(
       (batch) => this.#onGuacdBatch(batch),
       (err) => void this.end(err ? `guacd connection failed: ${err.message}` : 'guacd closed the connection', err),

@@ -23,8 +23,13 @@ export const ARENA_BYTES = 128 * 1024;
 const MAX_READ = 64 * 1024;
 /** A fresh arena is started when less than this is left in the current one. */
 const MIN_READ = 16 * 1024;
-/** Largest incomplete instruction moved to the front of a fresh arena (a whole read still fits after it). */
-const MAX_CARRY = ARENA_BYTES - MAX_READ;
+/** The memory grid a recording's direct writes need (recording/direct-write.ts: DIRECT_BLOCK). */
+const ALIGN_GRID = 4096;
+/**
+ * Largest incomplete instruction moved to the front of a fresh arena: a whole read still fits
+ * after it, also when the arena's first byte is placed up to ALIGN_GRID - 1 bytes in.
+ */
+const MAX_CARRY = ARENA_BYTES - MAX_READ - ALIGN_GRID;
 /**
  * Arenas kept for reuse. While a fast session's bytes wait for the disk, hundreds can be in
  * flight; dropping them when they come back made the collector busy again. Those not needed
@@ -37,6 +42,8 @@ export const TRIM_MS = 10_000;
 class Arena {
   readonly bytes: Buffer;
   refs = 0;
+  /** Where `bytes` starts in memory modulo ALIGN_GRID; -1 until asked. */
+  phase = -1;
   constructor(bytes: Buffer) {
     this.bytes = bytes;
   }
@@ -116,6 +123,18 @@ export interface PendingBytes {
 }
 
 /**
+ * Where a recording will write the bytes read next, so that they can be placed in memory on the
+ * same grid as their place in the file (recording/direct-write.ts: then they go to the disk
+ * straight from the arena).
+ */
+export interface ReadAlignment {
+  /** The file offset the next byte read will be written at, if nothing is added or left out first. */
+  nextOffset(): number;
+  /** Where `bytes` starts in memory, modulo 4096 (native/page-cache). */
+  addressPhase(bytes: Uint8Array): number;
+}
+
+/**
  * Hands a socket consecutive slices of an arena to read into (net.connect's `onread`): the
  * next slice starts where the last read ended.
  *
@@ -131,10 +150,20 @@ export class ArenaReader {
   #slot: Buffer | undefined;
   #closed = false;
   readonly #pending: PendingBytes | undefined;
+  #align: ReadAlignment | undefined;
 
   /** @param pending the consumer whose incomplete instruction moves along to a fresh arena. */
   constructor(pending?: PendingBytes) {
     this.#pending = pending;
+  }
+
+  /**
+   * From the next fresh arena on, places its first byte (the moved instruction's, or the next
+   * read's) on the memory grid of the file offset `align` says it will be recorded at. The reads
+   * after it follow on directly, so a whole arena's bytes usually share that grid.
+   */
+  alignTo(align: ReadAlignment | undefined): void {
+    this.#align = align;
   }
 
   /** For onread.buffer: where the next read goes. */
@@ -146,12 +175,19 @@ export class ArenaReader {
     }
     if (this.#arena === undefined || ARENA_BYTES - this.#pos < MIN_READ) {
       const old = this.#arena;
-      this.#arena = takeArena();
+      const arena = takeArena();
+      this.#arena = arena;
       this.#pos = 0;
+      const align = this.#align;
+      if (align !== undefined) {
+        if (arena.phase < 0) arena.phase = align.addressPhase(arena.bytes);
+        const skip = (align.nextOffset() - arena.phase) % ALIGN_GRID;
+        this.#pos = skip < 0 ? skip + ALIGN_GRID : skip;
+      }
       const carry = old === undefined ? 0 : (this.#pending?.pendingBytes ?? 0);
       if (carry > 0 && carry <= MAX_CARRY) {
-        this.#pending!.movePending(this.#arena.bytes.subarray(0, carry));
-        this.#pos = carry;
+        this.#pending!.movePending(arena.bytes.subarray(this.#pos, this.#pos + carry));
+        this.#pos += carry;
       }
       if (old) unref(old);
     }

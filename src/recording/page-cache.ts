@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { DirectWriteSupport } from './direct-write.js';
 
 /**
  * Page-cache advice for write-once recording files, from native/page-cache (Linux only).
@@ -37,12 +38,14 @@ interface Addon {
     done: (err: NodeJS.ErrnoException | null) => void,
   ): void;
   dropCachedSync(fd: number, offset: number, length: number): number;
+  /** Absent from an addon built before it was added (a stale build): no direct writes then. */
+  addressPhase?: (bytes: Uint8Array) => number;
 }
 
 /** The same from src/recording (vitest) and dist/recording. */
 const ADDON_PATH = fileURLToPath(new URL('../../native/page-cache/build/Release/recgw_page_cache.node', import.meta.url));
 
-function load(): { advice?: PageCacheAdvice; status: string } {
+function load(): { advice?: PageCacheAdvice; direct?: DirectWriteSupport; status: string } {
   if (process.platform !== 'linux') return { status: 'not used (Linux only)' };
   let addon: Addon;
   try {
@@ -52,8 +55,10 @@ function load(): { advice?: PageCacheAdvice; status: string } {
     return { status: e.code === 'MODULE_NOT_FOUND' ? 'not built (npm run build:native)' : `not loaded (${e.message})` };
   }
   let running = false;
+  const addressPhase = addon.addressPhase;
   return {
     status: 'on',
+    ...(typeof addressPhase === 'function' ? { direct: { addressPhase } } : {}),
     advice: {
       addonPath: ADDON_PATH,
       flushBehind(fd, writeOffset, writeLength, dropOffset, dropLength) {
@@ -80,5 +85,7 @@ function load(): { advice?: PageCacheAdvice; status: string } {
 const loaded = load();
 /** The advice, or undefined when native/page-cache is not available here. */
 export const pageCache: PageCacheAdvice | undefined = loaded.advice;
+/** What direct writes need from the addon (direct-write.ts), or undefined without it. */
+export const directWrites: DirectWriteSupport | undefined = loaded.direct;
 /** 'on', or why not, for the start-up log. */
 export const pageCacheStatus: string = loaded.status;

@@ -13,7 +13,7 @@ import {
   type SessionJournal,
   type SessionJournalData,
 } from './journal.js';
-import { pageCache } from './page-cache.js';
+import { directWrites, pageCache } from './page-cache.js';
 import { SegmentWriter } from './segment-writer.js';
 import { SessionRecording } from './session-recording.js';
 import { recoverSession, sessionFolders } from './spool-recovery.js';
@@ -31,6 +31,11 @@ export interface RecorderOptions {
    * native/page-cache is available. Default true.
    */
   dropPageCache?: boolean;
+  /**
+   * Large writes of fast sessions go straight from guacd's read arenas to the disk with
+   * O_DIRECT (direct-write.ts), where native/page-cache is available. Default true.
+   */
+  directWrites?: boolean;
   journals: JournalStore;
   logger: Logger;
   onSealed: SegmentSealedListener;
@@ -46,7 +51,7 @@ export interface RecorderOptions {
 /** The recorder's part of the configuration (RECORDING_*), for every place that builds one. */
 export function recorderSettings(
   c: Config['recording'],
-): Pick<RecorderOptions, 'spoolDir' | 'segmentBytes' | 'includeKeys' | 'includeClipboard' | 'includeAudio' | 'dropPageCache'> {
+): Pick<RecorderOptions, 'spoolDir' | 'segmentBytes' | 'includeKeys' | 'includeClipboard' | 'includeAudio' | 'dropPageCache' | 'directWrites'> {
   return {
     spoolDir: c.spoolDir,
     segmentBytes: c.segmentBytes,
@@ -54,6 +59,7 @@ export function recorderSettings(
     includeClipboard: c.includeClipboard,
     includeAudio: c.includeAudio,
     dropPageCache: c.dropPageCache,
+    directWrites: c.directWrites,
   };
 }
 
@@ -194,7 +200,8 @@ export class Recorder {
     });
 
     const advice = o.dropPageCache === false ? undefined : pageCache;
-    const writer = new SegmentWriter(join(journal.dir, file), { pageCache: advice });
+    const direct = o.directWrites === false ? undefined : directWrites;
+    const writer = new SegmentWriter(join(journal.dir, file), { pageCache: advice, direct });
     const opened = await writer.opened().then(
       () => undefined,
       (err: NodeJS.ErrnoException) => err,
@@ -233,6 +240,7 @@ export class Recorder {
       includeAudio: o.includeAudio,
       maxPendingBytes: o.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES,
       pageCache: advice,
+      direct,
       onSealed: o.onSealed,
       now: o.now ?? (() => performance.now()),
       connectionIndex,

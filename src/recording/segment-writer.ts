@@ -1,6 +1,7 @@
-import { writev } from 'node:fs';
+import { constants, writev } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { holdBytes, releaseBytes } from '../protocol/read-arenas.js';
+import { allocateBounce, DIRECT_BLOCK, planDirectWrite, type DirectWriteSupport } from './direct-write.js';
 import { sha256OfFile } from './file-hasher.js';
 import type { PageCacheAdvice } from './page-cache.js';
 import { writeWindow, type WriteWindow } from './write-window.js';
@@ -10,6 +11,8 @@ export interface WrittenSegment {
   bytes: number;
   /** Of the bytes read back from the file; '' when they could not be read back (then `error` says why). */
   sha256: string;
+  /** Of `bytes`, how many went to the disk by direct writes (SegmentWriterOptions.direct). */
+  directBytes: number;
   /** The error that stopped writing early, if any; `bytes`/`sha256` describe what reached the file. */
   error?: NodeJS.ErrnoException;
 }
@@ -33,10 +36,12 @@ export interface SegmentWriterOptions {
    * failed would leave one).
    */
   after?: Promise<boolean> | undefined;
+  /**
+   * Write large amounts straight from the appended bytes with O_DIRECT (direct-write.ts says
+   * why and when). Default: never. Where the file system refuses, the file is written buffered.
+   */
+  direct?: DirectWriteSupport | undefined;
 }
-
-/** Stands in the batch for a piece written and released, so it is never released twice. */
-const WRITTEN = Buffer.alloc(0);
 
 /** Most bytes handed to one writev call. */
 const MAX_WRITE_BYTES = 4 * 1024 * 1024;
@@ -64,6 +69,13 @@ const DEFAULT_MAX_DELAY_MS = 25;
  */
 const FLUSH_BEHIND_BYTES = 8 * 1024 * 1024;
 const PAGE_BYTES = 4096;
+/**
+ * Pending bytes worth a direct write: a fast session's. Fewer are written buffered, because a
+ * direct write waits for the device and would turn every small live write into a disk write.
+ */
+const DIRECT_MIN_BYTES = 256 * 1024;
+/** Aligned memory for the blocks of a direct write that cannot come straight from the pieces. */
+const BOUNCE_BYTES = 256 * 1024;
 
 /**
  * Appends whole instructions to one segment file without ever blocking the caller.
@@ -84,9 +96,11 @@ export class SegmentWriter {
   readonly #maxPieces: number;
   readonly #opened: Promise<FileHandle>;
 
-  /** Closed pieces waiting for the disk, in order. */
+  /** Closed pieces waiting for the disk, in order; the first may be partly written (#head). */
   #queue: Buffer[] = [];
   #queuedBytes = 0;
+  /** Bytes of #queue[0] already on the file (a write may end inside a piece). */
+  #head = 0;
   /** The open run: bytes [#runStart, #runEnd) of #runParent, not yet a view of its own. */
   #runParent: ArrayBufferLike | undefined;
   #runStart = 0;
@@ -108,6 +122,11 @@ export class SegmentWriter {
   #droppedTo = 0;
   #advising: Promise<void> | undefined;
   #after: Promise<boolean> | undefined;
+  #direct: DirectWriteSupport | undefined;
+  /** The file opened a second time with O_DIRECT, once a direct write is first worth it. */
+  #directFile: Promise<FileHandle | undefined> | undefined;
+  #bounce: Buffer | undefined;
+  #directBytes = 0;
   readonly #written: Promise<boolean>;
   #settleWritten!: (allWritten: boolean) => void;
 
@@ -119,6 +138,7 @@ export class SegmentWriter {
     this.#window = writeWindow(options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS);
     this.#pageCache = options.pageCache;
     this.#after = options.after;
+    this.#direct = options.direct;
     this.#written = new Promise((resolve) => (this.#settleWritten = resolve));
     // 'w', not 'wx': the journal, not the file system, decides which numbers are free, and a
     // stale file under a number the journal hands out again holds nothing anyone can use.
@@ -143,7 +163,7 @@ export class SegmentWriter {
 
   /** Bytes appended but not yet written. */
   get pendingBytes(): number {
-    return this.#queuedBytes + (this.#runEnd - this.#runStart);
+    return this.#queuedBytes - this.#head + (this.#runEnd - this.#runStart);
   }
 
   get failed(): boolean {
@@ -223,10 +243,12 @@ export class SegmentWriter {
       fh = await this.#opened;
     } catch {
       this.#settleWritten(false);
-      return { bytes: 0, sha256: await sha256OfFile(this.path, 0), ...(this.#error ? { error: this.#error } : {}) };
+      return { bytes: 0, sha256: await sha256OfFile(this.path, 0), directBytes: 0, ...(this.#error ? { error: this.#error } : {}) };
     }
     await this.#drain();
     this.#settleWritten(this.#error === undefined);
+    const direct = await this.#directFile;
+    await direct?.close().catch(() => undefined);
     // The advice must not outlive the descriptor: a number reused for another file would get it.
     await this.#advising;
     if (this.#error) {
@@ -249,7 +271,8 @@ export class SegmentWriter {
       this.#setError(err as NodeJS.ErrnoException);
       sha256 = '';
     }
-    return { bytes: this.#committed, sha256, ...(this.#error ? { error: this.#error } : {}) };
+    const directBytes = Math.min(this.#directBytes, this.#committed);
+    return { bytes: this.#committed, sha256, directBytes, ...(this.#error ? { error: this.#error } : {}) };
   }
 
   /** Turns the open run into a queued view of its parent buffer (no copy). */
@@ -335,58 +358,106 @@ export class SegmentWriter {
     while (!this.#error) {
       this.#closeRun();
       if (this.#queue.length === 0) return;
-      // Bounded so that the pieces of a backlog are handed back as they are written (a read
-      // arena is reused only then), not all at the end of one huge call.
-      let n = 0;
-      let bytes = 0;
-      const queue = this.#queue;
-      while (n < queue.length && n < this.#maxPieces && bytes < MAX_WRITE_BYTES) bytes += queue[n++]!.length;
-      let batch: Buffer[];
-      if (n === queue.length) {
-        batch = queue;
-        this.#queue = [];
-      } else {
-        batch = queue.splice(0, n);
-      }
+      const at = this.#committed + this.#head;
       try {
-        await this.#writeBatch(fh, batch);
+        const direct = this.pendingBytes >= DIRECT_MIN_BYTES ? await this.#directHandle() : undefined;
+        if (direct !== undefined && at % DIRECT_BLOCK === 0 && (await this.#writeDirect(direct, at))) continue;
+        // Bounded so that the pieces of a backlog are handed back as they are written (a read
+        // arena is reused only then), not all at the end of one huge call. Before a direct
+        // write, only up to the grid, so that the direct write can start there.
+        const toGrid = direct !== undefined && this.#direct !== undefined && at % DIRECT_BLOCK !== 0 ? DIRECT_BLOCK - (at % DIRECT_BLOCK) : 0;
+        const bytesWritten = await writevAt(fh.fd, this.#gather(toGrid), at);
+        if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        // A short write (a full disk fills mid-call) leaves the rest for the next round, where
+        // the kernel reports the error itself.
+        this.#advance(bytesWritten);
         this.#flushBehind(fh.fd);
       } catch (err) {
-        // The kernel is done with the pieces the failed call was given: let them go.
-        for (const piece of batch) if (piece !== WRITTEN) releaseBytes(piece);
         this.#setError(err as NodeJS.ErrnoException);
         return;
       }
     }
   }
 
-  async #writeBatch(fh: FileHandle, batch: Buffer[]): Promise<void> {
-    let k = 0;
-    let partial = 0; // bytes of batch[k] already on the file
-    while (k < batch.length) {
-      const bufs = batch.slice(k);
-      if (partial > 0) bufs[0] = bufs[0]!.subarray(partial);
-      const bytesWritten = await writevAt(fh.fd, bufs, this.#appendPosition(partial));
-      if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-      // A short write (a full disk fills mid-call) leaves the rest for the next round, where
-      // the kernel reports the error itself.
-      let left = bytesWritten;
-      while (left > 0 && k < batch.length) {
-        const rest = batch[k]!.length - partial;
-        if (left >= rest) {
-          left -= rest;
-          this.#committed += batch[k]!.length;
-          this.#queuedBytes -= batch[k]!.length;
-          releaseBytes(batch[k]!);
-          batch[k] = WRITTEN;
-          k++;
-          partial = 0;
-        } else {
-          partial += left;
-          left = 0;
-        }
-      }
+  /**
+   * The queued bytes from #head on for one buffered writev: whole pieces up to IOV_MAX and
+   * MAX_WRITE_BYTES, or exactly `upTo` bytes when that is given.
+   */
+  #gather(upTo: number): Buffer[] {
+    const queue = this.#queue;
+    const limit = upTo > 0 ? upTo : MAX_WRITE_BYTES;
+    const bufs: Buffer[] = [];
+    let bytes = 0;
+    for (let i = 0; i < queue.length && i < this.#maxPieces && bytes < limit; i++) {
+      let piece = queue[i]!;
+      if (i === 0 && this.#head > 0) piece = piece.subarray(this.#head);
+      if (upTo > 0 && bytes + piece.length > upTo) piece = piece.subarray(0, upTo - bytes);
+      bufs.push(piece);
+      bytes += piece.length;
     }
+    return bufs;
+  }
+
+  /**
+   * One direct write of the whole blocks queued, when most of them can go straight from the
+   * pieces; false (nothing written) otherwise, or when the file system refuses direct writes
+   * (the file is then written buffered from here on).
+   */
+  async #writeDirect(direct: FileHandle, at: number): Promise<boolean> {
+    const support = this.#direct;
+    if (support === undefined) return false;
+    this.#bounce ??= allocateBounce(BOUNCE_BYTES, support);
+    const plan = planDirectWrite(this.#queue, this.#head, MAX_WRITE_BYTES, this.#maxPieces, this.#bounce, support);
+    // Mostly copied anyway: a buffered write costs no more and keeps the disk out of the wait.
+    if (plan.bytes === 0 || plan.bounced * 2 > plan.bytes) return false;
+    let bytesWritten: number;
+    try {
+      bytesWritten = await writevAt(direct.fd, plan.iovecs, at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Refused before anything was written: alignment this file system does not take.
+      if (code !== 'EINVAL' && code !== 'EOPNOTSUPP' && code !== 'ENOTSUP') throw err;
+      this.#direct = undefined;
+      return false;
+    }
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    this.#directBytes += bytesWritten;
+    this.#advance(bytesWritten);
+    return true;
+  }
+
+  /** The O_DIRECT handle, opened the first time it is asked for; undefined where refused. */
+  async #directHandle(): Promise<FileHandle | undefined> {
+    if (this.#direct === undefined) return undefined;
+    this.#directFile ??= open(this.path, constants.O_WRONLY | constants.O_DIRECT).catch(() => {
+      this.#direct = undefined;
+      return undefined;
+    });
+    const handle = await this.#directFile;
+    return this.#direct === undefined ? undefined : handle;
+  }
+
+  /** `bytesWritten` more bytes from #head on reached the file: hands back the pieces now whole on it. */
+  #advance(bytesWritten: number): void {
+    const queue = this.#queue;
+    let left = bytesWritten;
+    let done = 0;
+    while (left > 0 && done < queue.length) {
+      const piece = queue[done]!;
+      const rest = piece.length - this.#head;
+      if (left < rest) {
+        this.#head += left;
+        break;
+      }
+      left -= rest;
+      this.#head = 0;
+      this.#committed += piece.length;
+      this.#queuedBytes -= piece.length;
+      releaseBytes(piece);
+      done++;
+    }
+    if (done === queue.length) this.#queue = [];
+    else if (done > 0) queue.splice(0, done);
   }
 
   /** After a write: every FLUSH_BEHIND_BYTES, start writeback of the new bytes and drop the previous step's. */
@@ -412,11 +483,6 @@ export class SegmentWriter {
       });
   }
 
-  /** Explicit positions keep the file exact after a short write; devices ignore them. */
-  #appendPosition(partial: number): number {
-    return this.#committed + partial;
-  }
-
   #setError(err: NodeJS.ErrnoException): void {
     if (this.#error) return;
     this.#error = err;
@@ -426,6 +492,7 @@ export class SegmentWriter {
     if (this.#runParent !== undefined) releaseBytes(new Uint8Array(this.#runParent, this.#runStart, 0));
     this.#queue = [];
     this.#queuedBytes = 0;
+    this.#head = 0;
     this.#runParent = undefined;
     this.#runStart = this.#runEnd = 0;
     this.#onError?.(err);

@@ -5,8 +5,10 @@ import { encodeInstructionBuffer, hasOpcode, type Instruction } from '../protoco
 import type { SegmentSealedListener } from '../pipeline/contracts.js';
 import { segmentBaseName, type SegmentRecord, type SessionJournal } from './journal.js';
 import { LeftOutStreams } from './left-out-streams.js';
+import type { ReadAlignment } from '../protocol/read-arenas.js';
+import type { DirectWriteSupport } from './direct-write.js';
 import type { PageCacheAdvice } from './page-cache.js';
-import { SegmentWriter } from './segment-writer.js';
+import { SegmentWriter, type WrittenSegment } from './segment-writer.js';
 import { SyncClock } from './sync-clock.js';
 
 /** What a SessionRecording needs from its Recorder; fixed for the recording's life. */
@@ -21,6 +23,8 @@ export interface SessionRecordingContext {
   maxPendingBytes: number;
   /** Passed to every segment's writer (SegmentWriterOptions.pageCache). */
   pageCache: PageCacheAdvice | undefined;
+  /** Passed to every segment's writer (SegmentWriterOptions.direct). */
+  direct: DirectWriteSupport | undefined;
   onSealed: SegmentSealedListener;
   now: () => number;
   /** Index of this connection in the journal's connections[]. */
@@ -65,6 +69,12 @@ export class SessionRecording {
   #failureListeners: Array<(err: RecgwError) => void> = [];
   #closing: Promise<void> | undefined;
 
+  /**
+   * Where the relay should place guacd's next bytes in memory so that the segment writer can
+   * write them to the disk directly (direct-write.ts); undefined when it writes buffered only.
+   */
+  readonly readAlignment: ReadAlignment | undefined;
+
   /** @internal Made by Recorder.start(), which has opened the first segment's file. */
   constructor(sessionId: string, firstSegment: number, writer: SegmentWriter, ctx: SessionRecordingContext) {
     this.sessionId = sessionId;
@@ -76,6 +86,9 @@ export class SessionRecording {
     this.#segment = firstSegment;
     this.#writer = writer;
     this.#watch(writer);
+    const direct = ctx.direct;
+    // Unless something is left out or added first, guacd's next byte lands at the writer's end.
+    this.readAlignment = direct && { nextOffset: () => this.#writer.bytes, addressPhase: (bytes) => direct.addressPhase(bytes) };
   }
 
   /** Number of the segment being written. */
@@ -303,7 +316,7 @@ export class SessionRecording {
     this.#ctx.journal.update((d) => void d.segments.push(record)).catch((err: unknown) => this.#journalFailed(err));
     this.#segment = n;
     // #sealCurrent() above has called finish() on the previous writer; this one writes after it.
-    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache, after: this.#writer.written() });
+    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache, direct: this.#ctx.direct, after: this.#writer.written() });
     this.#watch(this.#writer);
   }
 
@@ -336,15 +349,14 @@ export class SessionRecording {
         this.#log.error({ segment: n, bytes: result.bytes }, 'segment could not be read back; left for spool recovery');
         return;
       }
-      await this.#seal(writer, n, result.bytes, result.sha256, firstSync, lastSync);
+      await this.#seal(writer, n, result, firstSync, lastSync);
     });
   }
 
   async #seal(
     writer: SegmentWriter,
     n: number,
-    bytes: number,
-    sha256: string,
+    { bytes, sha256, directBytes }: WrittenSegment,
     firstSync: number | undefined,
     lastSync: number | undefined,
   ): Promise<void> {
@@ -373,7 +385,8 @@ export class SessionRecording {
       return;
     }
     this.#log.info(
-      { segment: n, bytes, metric_name: MetricName.segmentSealed },
+      // direct_bytes: how much went to the disk straight from guacd's read arenas (direct-write.ts).
+      { segment: n, bytes, direct_bytes: directBytes, metric_name: MetricName.segmentSealed },
       'segment sealed',
     );
     try {

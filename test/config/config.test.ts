@@ -27,6 +27,8 @@ describe('loadConfig', () => {
     expect(c.recording.retentionMs).toBe(7 * 86_400_000);
     expect(c.recording.queueLength).toBeGreaterThanOrEqual(1);
     expect(c.recording.includeAudio).toBe(false);
+    expect(c.recording.dropPageCache).toBe(true);
+    expect(c.recording.directWrites).toBe(true);
     expect(c.s3).toEqual({ region: 'us-east-1', forcePathStyle: false });
     expect(c.tokenKey).toBeUndefined();
   });
@@ -42,6 +44,7 @@ describe('loadConfig', () => {
         RECORDING_WIDTH: '1280',
         RECORDING_HEIGHT: '720',
         RECORDING_INCLUDE_KEYS: 'true',
+        RECORDING_DIRECT_WRITES: 'false',
         ADMIN_API_KEYS: 'ops:s3cret:SESSIONS_VIEW+SESSION_RECORDINGS_VIEW',
         TRUSTED_PROXIES: '10.0.0.1, 10.0.0.2',
       },
@@ -54,6 +57,7 @@ describe('loadConfig', () => {
     expect(c.recording.retentionMs).toBe(1_800_000);
     expect(c.recording.width).toBe(1280);
     expect(c.recording.includeKeys).toBe(true);
+    expect(c.recording.directWrites).toBe(false);
     expect(c.adminApiKeys).toEqual([{ name: 'ops', secret: 's3cret', scopes: ['SESSIONS_VIEW', 'SESSION_RECORDINGS_VIEW'] }]);
     expect(c.trustedProxies).toEqual(['10.0.0.1', '10.0.0.2']);
   });

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sha256OfFile } from '../../src/recording/file-hasher.js';
-import { pageCache, pageCacheStatus, type PageCacheAdvice } from '../../src/recording/page-cache.js';
+import { allocateBounce } from '../../src/recording/direct-write.js';
+import { directWrites, pageCache, pageCacheStatus, type PageCacheAdvice } from '../../src/recording/page-cache.js';
 import { SegmentWriter } from '../../src/recording/segment-writer.js';
 import { sha256 } from './helpers.js';
 
@@ -49,6 +50,16 @@ describe('native/page-cache', () => {
   it.runIf(onLinux)('is built and loaded on Linux (npm ci builds it; npm test builds it when missing)', () => {
     expect(pageCacheStatus).toBe('on');
     expect(pageCache).toBeDefined();
+    expect(directWrites).toBeDefined();
+  });
+
+  it.runIf(onLinux)('tells where memory starts on the 4096 grid, for direct writes', () => {
+    const aligned = allocateBounce(8192, directWrites!);
+    expect(directWrites!.addressPhase(aligned)).toBe(0);
+    expect(directWrites!.addressPhase(aligned.subarray(1))).toBe(1);
+    expect(directWrites!.addressPhase(aligned.subarray(4097))).toBe(1);
+    expect(directWrites!.addressPhase(new Uint8Array(aligned.buffer, aligned.byteOffset + 12, 2))).toBe(12);
+    expect(() => directWrites!.addressPhase({} as Uint8Array)).toThrow(TypeError);
   });
 
   it.runIf(onLinux)('refuses bad arguments with a TypeError and reports a bad descriptor as EBADF', async () => {
@@ -82,7 +93,7 @@ describe('native/page-cache', () => {
     expect(residentBytes(plain.path)).toBeGreaterThan(36 * MiB);
     expect(residentBytes(behind.path)).toBeLessThan(32 * MiB);
     const [b, p] = await Promise.all([behind.finish(), plain.finish()]);
-    expect(b).toEqual({ bytes: data.length, sha256: sha256(data) });
+    expect(b).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0 });
     expect(p).toEqual(b);
     // Sealed: hashing read it back and dropped it as it went; nothing of it stays cached.
     expect(residentBytes(behind.path)).toBeLessThan(MiB);
@@ -177,7 +188,7 @@ describe('SegmentWriter writing behind', () => {
     await writeThrough(r, data);
     const done = await r.finish();
     // Advice refused: the file is written as a plain one, complete and without an error.
-    expect(done).toEqual({ bytes: data.length, sha256: sha256(data) });
+    expect(done).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0 });
     expect(refused.calls.length).toBe(1);
   });
 });
