@@ -7,6 +7,7 @@ import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY } from '../support/gateway-harness.js';
 import { CLIENT_CONNECTED, Chromium, PageServer, openTestPage, type LiveStatus } from '../support/guac-browser.js';
 import { startGuacamoleLite } from '../support/guacamole-lite.js';
+import { waitFor, waitForAsync } from '../support/wait-for.js';
 
 // The real client: guacamole-common-js 1.5.0 in Chromium, through the gateway, to the guacd
 // stand-in replaying each real recording 20× faster than it was recorded.
@@ -132,15 +133,3 @@ describe('guacamole-common-js in Chromium, recgw beside guacamole-lite 1.2.0', (
     }
   });
 });
-
-async function waitFor(check: () => boolean, timeoutMs: number): Promise<void> {
-  await waitForAsync(async () => check(), timeoutMs);
-}
-
-async function waitForAsync(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAll } from '../../src/protocol/index.js';
 import { Chromium } from '../support/guac-browser.js';
+import { waitForAsync } from '../support/wait-for.js';
 
 // `recgw demo` as a person runs it: the launcher in bin/, compiled dist/, a fresh folder, port 0.
 // The printed address opens in Chromium and shows the replayed VNC desktop live; SIGTERM ends it
@@ -147,12 +148,4 @@ async function waitForUrl(out: { text: string }, child: ChildProcess): Promise<s
 function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-}
-
-async function waitForAsync(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

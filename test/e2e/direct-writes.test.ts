@@ -5,6 +5,7 @@ import { directWrites } from '../../src/recording/page-cache.js';
 import { directIoHere } from '../support/direct-io.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait-for.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 const MiB = 1024 * 1024;
@@ -36,7 +37,7 @@ describe('a fast session with direct writes (RECORDING_DIRECT_WRITES, default on
       await waitFor(() => conn.clientInstructions.filter((i) => i.opcode === 'mouse').length === mice);
       client.ws.close();
       await client.closed;
-      await waitFor(() => h.gateway.sessionCount === 0);
+      await waitFor(() => h.gateway.sessionCount === 0, 20_000);
 
       const { files, journal } = await h.segments(sessionId);
       expect(files.length).toBeGreaterThanOrEqual(3);
@@ -59,11 +60,3 @@ describe('a fast session with direct writes (RECORDING_DIRECT_WRITES, default on
     }
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

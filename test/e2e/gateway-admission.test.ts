@@ -7,6 +7,7 @@ import { encryptToken } from '../../src/gateway/token.js';
 import { encodeInstruction, parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY, TunnelClient } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait-for.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 const VNC = { type: 'vnc' as const, settings: { hostname: 'desk', port: 5900, password: 'S3cr3t-pässwörd' } };
@@ -24,14 +25,6 @@ async function setup(opts: Parameters<typeof FakeGuacd.start>[0] = {}, env: Reco
     await guacd.close();
   });
   return { guacd, h };
-}
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Connects, waits for the close, returns the error instructions and close code. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd, INJECTED_AUDIO_STREAM, INJECTED_CLIPBOARD_STREAM } from '../support/fake-guacd.js';
 import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
+import { waitFor } from '../support/wait-for.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 
@@ -79,11 +80,3 @@ describe.each([
     }
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

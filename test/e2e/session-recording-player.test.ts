@@ -7,6 +7,7 @@ import { upToSync } from '../support/files.js';
 import { FakeGuacd, loadReplay } from '../support/fake-guacd.js';
 import { GatewayHarness, TunnelClient } from '../support/gateway-harness.js';
 import { Chromium, PageServer, openTestPage, type PlaybackResult } from '../support/guac-browser.js';
+import { waitFor } from '../support/wait-for.js';
 
 // "A recording written this way plays in guacamole-common-js's SessionRecording player": a
 // session relayed and recorded by the gateway (rolled into several segments, with the client's
@@ -53,7 +54,7 @@ describe.each([
       await waitFor(() => guacd.connections.length === 1);
       const conn = guacd.connections[0]!;
       await conn.replayed;
-      await waitFor(() => client.syncsSeen === conn.syncsSent);
+      await waitFor(() => client.syncsSeen === conn.syncsSent, 15_000);
       await waitFor(() => conn.clientInstructions.filter((i) => i.opcode === 'mouse').length === mice);
       client.ws.close();
       await conn.closed;
@@ -122,11 +123,3 @@ describe.each([
     }
   });
 });
-
-async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -11,6 +11,7 @@ import { encodeInstruction, parseAll } from '../../src/protocol/index.js';
 import { FakeGuacd } from '../support/fake-guacd.js';
 import { GatewayHarness, TEST_TOKEN_KEY, TunnelClient } from '../support/gateway-harness.js';
 import { startGuacamoleLite } from '../support/guacamole-lite.js';
+import { waitFor } from '../support/wait-for.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/recordings');
 const require = createRequire(import.meta.url);
@@ -21,14 +22,6 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** guacamole-lite 1.2.0 as published, closed after the test. */
 async function startLite(guacd: FakeGuacd): Promise<string> {
