@@ -84,9 +84,11 @@ const BOUNCE_BYTES = 256 * 1024;
  * of guacd's read arenas, held until written: read-arenas.ts), joining a slice that directly
  * follows the previous one in the same parent buffer into one view, so consecutive reads of a
  * connection usually become one piece per arena. A pump started on a later turn of the event
- * loop hands up to IOV_MAX pieces (MAX_WRITE_BYTES) to one writev. Every piece holds whole
- * instructions only, so after an error the file can be cut back to `committedBytes`, an
- * instruction boundary.
+ * loop hands up to IOV_MAX pieces (MAX_WRITE_BYTES) to one writev; when a fast session has
+ * DIRECT_MIN_BYTES waiting, it writes the whole 4 KiB blocks with O_DIRECT instead, straight
+ * from the pieces (direct-write.ts), so a write may end inside a piece. Every piece holds whole
+ * instructions, so after an error the file can be cut back to `committedBytes`, the end of the
+ * last piece written whole: an instruction boundary.
  *
  * The sha256 is not computed here as bytes pass: finish() has the file read back and hashed off
  * the event loop (file-hasher.ts says why), so it is the hash of what the file really holds.
