@@ -4,7 +4,8 @@
 // writing a temp spool). Prints, per relay, MB/s and the relay process's CPU seconds per 100 MB,
 // medians over the rounds, and the ratios; then what writing a session's worth of bytes costs on
 // this machine: plain files into fresh and into reused pages, and segments written by the
-// SegmentWriter with their pages kept in the cache and written behind (page-cache.ts).
+// SegmentWriter with their pages kept in the cache, written behind (page-cache.ts) and written
+// directly from memory on the 4096 grid (direct-write.ts), as the relay's arenas are.
 //
 // --breakdown adds two relays recording with their segment writes sent elsewhere:
 // /dev/null (everything recording does but the kernel's work on the bytes) and the same 16 MiB
@@ -29,7 +30,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { encryptToken } from '../src/gateway/token.js';
-import { pageCache, pageCacheStatus, type PageCacheAdvice } from '../src/recording/page-cache.js';
+import { allocateBounce } from '../src/recording/direct-write.js';
+import { directWrites, pageCache, pageCacheStatus } from '../src/recording/page-cache.js';
+import type { SegmentWriterOptions } from '../src/recording/segment-writer.js';
 import { SegmentWriter } from '../src/recording/segment-writer.js';
 import { FakeGuacd } from '../test/support/fake-guacd.js';
 import { startChildRelay, type Relay } from './relay-child.js';
@@ -219,7 +222,10 @@ const PAGES_RETURNED_MS = 6000;
 async function writeReference(bytes: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'recgw-bench-write-'));
   // 64 different source buffers, as the relay's arenas are many: the copy reads memory, not cache.
-  const chunks = Array.from({ length: 64 }, (_, k) => Buffer.alloc(1024 * 1024, 0x41 + (k % 26)));
+  // On the 4096 grid (where the addon can tell), as the relay places its arenas for direct writes.
+  const chunks = Array.from({ length: 64 }, (_, k) =>
+    (directWrites ? allocateBounce(1024 * 1024, directWrites) : Buffer.allocUnsafe(1024 * 1024)).fill(0x41 + (k % 26)),
+  );
   /** CPU seconds since `before`, all of this process's threads, per 100 MB of `bytes`. */
   const cpuPer100MB = (before: NodeJS.CpuUsage): string => {
     const used = process.cpuUsage(before);
@@ -249,14 +255,14 @@ async function writeReference(bytes: number): Promise<void> {
     for (let k = 0; k < 2; k++) rmSync(join(dir, `reused-${k}.bin`));
     // The same as segments, through the SegmentWriter (its pool writes, fsync and hash counted),
     // each set after the freed pages went back to the host.
-    const segments = async (advice: PageCacheAdvice | undefined, tag: string): Promise<string[]> => {
+    const segments = async (options: SegmentWriterOptions, tag: string): Promise<string[]> => {
       await pagesReturned();
       const costs: string[] = [];
       for (let k = 0; k < 8; k++) {
         const before = process.cpuUsage();
-        const w = new SegmentWriter(join(dir, `${tag}-${k}.guac`), { pageCache: advice });
+        const w = new SegmentWriter(join(dir, `${tag}-${k}.guac`), options);
         for (let pos = 0, i = 0; pos < bytes; pos += 1024 * 1024, i++) {
-          w.append(Buffer.from(chunks[i % 64]!.buffer, 0, Math.min(1024 * 1024, bytes - pos)));
+          w.append(chunks[i % 64]!.subarray(0, Math.min(1024 * 1024, bytes - pos)));
           if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
         }
         await w.finish();
@@ -264,13 +270,16 @@ async function writeReference(bytes: number): Promise<void> {
       }
       return costs;
     };
-    const plain = await segments(undefined, 'plain');
+    const plain = await segments({}, 'plain');
     for (let k = 0; k < 8; k++) rmSync(join(dir, `plain-${k}.guac`));
-    const behind = pageCache ? await segments(pageCache, 'behind') : [`(not available: page cache ${pageCacheStatus})`];
+    const behind = pageCache ? await segments({ pageCache }, 'behind') : [`(not available: page cache ${pageCacheStatus})`];
+    for (let k = 0; k < 8 && pageCache; k++) rmSync(join(dir, `behind-${k}.guac`));
+    const direct = directWrites ? await segments({ pageCache, direct: directWrites }, 'direct') : [`(not available: page cache ${pageCacheStatus})`];
     process.stdout.write(
       `segments of the same size by the SegmentWriter (writes, fsync, hash read-back), CPU s/100 MB each:\n` +
         `  8 with their pages kept in the cache: ${plain.join(', ')}\n` +
-        `  8 written behind (RECORDING_DROP_PAGE_CACHE, default): ${behind.join(', ')}\n`,
+        `  8 written behind (RECORDING_DROP_PAGE_CACHE, default): ${behind.join(', ')}\n` +
+        `  8 written directly (RECORDING_DIRECT_WRITES, default, as a fast session is): ${direct.join(', ')}\n`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
