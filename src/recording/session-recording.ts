@@ -356,7 +356,7 @@ export class SessionRecording {
   async #seal(
     writer: SegmentWriter,
     n: number,
-    { bytes, sha256, directBytes }: WrittenSegment,
+    { bytes, sha256, directBytes, bouncedBytes }: WrittenSegment,
     firstSync: number | undefined,
     lastSync: number | undefined,
   ): Promise<void> {
@@ -385,8 +385,9 @@ export class SessionRecording {
       return;
     }
     this.#log.info(
-      // direct_bytes: how much went to the disk straight from guacd's read arenas (direct-write.ts).
-      { segment: n, bytes, direct_bytes: directBytes, metric_name: MetricName.segmentSealed },
+      // direct_bytes: how much went to the disk by direct writes; bounced_bytes: how much of that
+      // had to be copied to line up first, not taken straight from guacd's read arenas.
+      { segment: n, bytes, direct_bytes: directBytes, bounced_bytes: bouncedBytes, metric_name: MetricName.segmentSealed },
       'segment sealed',
     );
     try {

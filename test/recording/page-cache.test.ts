@@ -93,7 +93,7 @@ describe('native/page-cache', () => {
     expect(residentBytes(plain.path)).toBeGreaterThan(36 * MiB);
     expect(residentBytes(behind.path)).toBeLessThan(32 * MiB);
     const [b, p] = await Promise.all([behind.finish(), plain.finish()]);
-    expect(b).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0 });
+    expect(b).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0, bouncedBytes: 0 });
     expect(p).toEqual(b);
     // Sealed: hashing read it back and dropped it as it went; nothing of it stays cached.
     expect(residentBytes(behind.path)).toBeLessThan(MiB);
@@ -188,7 +188,7 @@ describe('SegmentWriter writing behind', () => {
     await writeThrough(r, data);
     const done = await r.finish();
     // Advice refused: the file is written as a plain one, complete and without an error.
-    expect(done).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0 });
+    expect(done).toEqual({ bytes: data.length, sha256: sha256(data), directBytes: 0, bouncedBytes: 0 });
     expect(refused.calls.length).toBe(1);
   });
 });

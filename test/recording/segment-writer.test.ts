@@ -25,7 +25,7 @@ describe('SegmentWriter', () => {
     w.append(Buffer.from('4.sync,1.0;')); // after finish: ignored
     const file = readFileSync(path);
     expect(file.equals(Buffer.concat(parts))).toBe(true);
-    expect(done).toEqual({ bytes: file.length, sha256: sha256(file), directBytes: 0 });
+    expect(done).toEqual({ bytes: file.length, sha256: sha256(file), directBytes: 0, bouncedBytes: 0 });
     expect(w.committedBytes).toBe(file.length);
     expect(w.pendingBytes).toBe(0);
     expect(await w.finish()).toBe(done); // idempotent
@@ -76,7 +76,7 @@ describe('SegmentWriter', () => {
     expect(w.pendingBytes).toBe(0);
     expect(w.committedBytes).toBe(want.length);
     const done = await w.finish();
-    expect(done).toEqual({ bytes: want.length, sha256: sha256(want), directBytes: 0 });
+    expect(done).toEqual({ bytes: want.length, sha256: sha256(want), directBytes: 0, bouncedBytes: 0 });
   });
 
   it('reports ENOSPC once and says nothing reached the file', async () => {
