@@ -77,6 +77,13 @@ const PAGE_BYTES = 4096;
  */
 const DIRECT_MIN_BYTES = 256 * 1024;
 /**
+ * Pending bytes beyond which writes go buffered again until the backlog is down: a direct write
+ * waits for the device, one at a time, so a disk that slows down (a busy host) would let the
+ * backlog run up to maxPendingBytes and end the session; the page cache takes a buffered write
+ * at memory speed. Seen with 1 MiB direct writes on this machine's virtual disk.
+ */
+const DIRECT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
+/**
  * Aligned memory for the blocks of a direct write that cannot come straight from the pieces,
  * allocated by a writer's first direct write. It bounds a direct write of memory off the grid:
  * at 256 KiB such writes (bench/recorder.ts, whose feed is all off the grid) sealed at 287 MB/s
@@ -372,7 +379,8 @@ export class SegmentWriter {
       if (this.#queue.length === 0) return;
       const at = this.#committed + this.#head;
       try {
-        const direct = this.pendingBytes >= DIRECT_MIN_BYTES ? await this.#directHandle() : undefined;
+        const pending = this.pendingBytes;
+        const direct = pending >= DIRECT_MIN_BYTES && pending <= DIRECT_MAX_PENDING_BYTES ? await this.#directHandle() : undefined;
         if (direct !== undefined && at % DIRECT_BLOCK === 0 && (await this.#writeDirect(direct, at))) continue;
         // Bounded so that the pieces of a backlog are handed back as they are written (a read
         // arena is reused only then), not all at the end of one huge call. Before a direct

@@ -170,7 +170,8 @@ describe('SegmentWriter with direct writes', () => {
     if (here === 'none') {
       expect(done.directBytes).toBe(0);
     } else {
-      expect(done.directBytes).toBeGreaterThan(stream.length * 0.9);
+      // This feed outruns the disk at times; a backlog over 16 MiB goes buffered.
+      expect(done.directBytes).toBeGreaterThan(stream.length / 2);
       // A tenth of the arenas off the grid, small pieces and seams: copied; the rest was not.
       expect(done.bouncedBytes).toBeGreaterThan(0);
       expect(done.bouncedBytes).toBeLessThan(done.directBytes * 0.3);
@@ -194,6 +195,25 @@ describe('SegmentWriter with direct writes', () => {
     expect(done.bytes).toBe(stream.length);
     expect(done.error).toBeUndefined();
     if (here !== 'any') expect(done.directBytes).toBe(0);
+  });
+
+  it('writes a backlog beyond 16 MiB buffered until it is down, so a slow disk cannot end the session', async () => {
+    const s = support();
+    const here = directIoHere(spool.dir, s);
+    const { stream, pieces } = layout(40 * MiB, 10, 0, s);
+    const path = join(spool.dir, 'backlog.guac');
+    const w = new SegmentWriter(path, { direct: s });
+    // All at once: 40 MiB wait before the first write.
+    for (const p of pieces) w.append(p);
+    const done = await w.finish();
+    expect(readFileSync(path).equals(stream)).toBe(true);
+    if (here === 'none') {
+      expect(done.directBytes).toBe(0);
+    } else {
+      // 4 MiB buffered writes bring 40 MiB down to 16; the rest goes directly.
+      expect(done.directBytes).toBeGreaterThan(12 * MiB);
+      expect(done.directBytes).toBeLessThanOrEqual(16 * MiB);
+    }
   });
 
   it('writes live-sized appends buffered: no direct write below 256 KiB pending', async () => {
