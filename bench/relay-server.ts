@@ -29,11 +29,12 @@ import { startGuacamoleLite } from '../test/support/guacamole-lite.js';
 export const BENCH_KEY = Buffer.from('bench-key-0123456789abcdef012345', 'utf8');
 
 /**
+ * recgw-buffered: recgw with RECORDING_DIRECT_WRITES=false (every byte through the page cache);
  * recgw-nodisk: recgw whose segment writes go to /dev/null; recgw-copyonly: into the same few MiB
  * of memory over and over (see redirectSegmentWrites).
  */
-export type RelayKind = 'lite' | 'recgw' | 'recgw-nodisk' | 'recgw-copyonly';
-const RELAY_KINDS: readonly string[] = ['lite', 'recgw', 'recgw-nodisk', 'recgw-copyonly'];
+export type RelayKind = 'lite' | 'recgw' | 'recgw-buffered' | 'recgw-nodisk' | 'recgw-copyonly';
+const RELAY_KINDS: readonly string[] = ['lite', 'recgw', 'recgw-buffered', 'recgw-nodisk', 'recgw-copyonly'];
 
 export interface RunningRelay {
   /** ws:// URL the client connects to (token goes in ?token=). */
@@ -62,6 +63,7 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
     GUACD_PORT: String(guacd.port),
     RECORDING_SPOOL_DIR: join(tmp, 'spool'),
     RECORDING_MIN_FREE_BYTES: '1',
+    ...(kind === 'recgw-buffered' ? { RECORDING_DIRECT_WRITES: 'false' } : {}),
   });
   // Warnings and errors (a recording that failed, a session cut short) go to stderr, which the
   // bench shows; the per-session info lines would only add noise.
@@ -74,6 +76,7 @@ export async function startRelay(kind: RelayKind, guacd: { host: string; port: n
     includeKeys: false,
     includeClipboard: false,
     includeAudio: false,
+    directWrites: config.recording.directWrites,
     journals: new JournalStore(config.recording.spoolDir),
     logger: loggers.app,
     onSealed: () => undefined,

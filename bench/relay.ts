@@ -7,11 +7,12 @@
 // SegmentWriter with their pages kept in the cache, written behind (page-cache.ts) and written
 // directly from memory on the 4096 grid (direct-write.ts), as the relay's arenas are.
 //
-// --breakdown adds two relays recording with their segment writes sent elsewhere:
-// /dev/null (everything recording does but the kernel's work on the bytes) and the same 16 MiB
-// of memory over and over (plus one copy of each byte: the least any recording can do, here
-// where the stand-in and the client share the relay's cores). Against them the real relay shows
-// what the copy costs and what the file system and the disk add.
+// --breakdown adds three relays that record: one writing every byte through the page cache as
+// before direct writes (RECORDING_DIRECT_WRITES=false), and two with their segment writes sent
+// elsewhere: /dev/null (everything recording does but the kernel's work on the bytes) and the
+// same 16 MiB of memory over and over (plus one copy of each byte: the least a buffered
+// recording can do, here where the stand-in and the client share the relay's cores). Against
+// them the real relay shows what direct writes changed and what the disk still costs.
 //
 // Why not a relay with RECORDING_DROP_PAGE_CACHE=false beside the others: relays that share a
 // machine share its free pages, and one that keeps its pages then writes into the pages the
@@ -57,9 +58,10 @@ const LOOPS = opt('loops', 20);
 const ROUNDS = opt('rounds', 5);
 const IN_PROCESS = args.includes('--in-process');
 /**
- * Adds two relays with recording on whose segment writes go elsewhere (relay-server.ts): to
- * /dev/null (no copy of the bytes at all), and into the same 16 MiB of memory over and over (the
- * one copy of each byte any recording makes, without file system or disk).
+ * Adds a relay recording through the page cache only (RECORDING_DIRECT_WRITES=false) and two
+ * with recording on whose segment writes go elsewhere (relay-server.ts): to /dev/null (no copy
+ * of the bytes at all), and into the same 16 MiB of memory over and over (the one copy of each
+ * byte a buffered recording makes, without file system or disk).
  */
 const BREAKDOWN = args.includes('--breakdown');
 if (BREAKDOWN && IN_PROCESS) throw new Error('--breakdown needs the relays in processes of their own (it patches fs.writev)');
@@ -128,9 +130,11 @@ async function main(): Promise<void> {
     { name: 'recgw, recording off', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(false, n), KEY) },
     { name: 'recgw, recording on', relay: await start('recgw', guacd), token: (n) => encryptToken(payload(true, n), KEY) },
   ];
+  const buffered = 'recgw, on, buffered';
   const noDisk = 'recgw, on, /dev/null';
   const copyOnly = 'recgw, on, copy only';
   if (BREAKDOWN) {
+    ways.push({ name: buffered, relay: await start('recgw-buffered', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
     ways.push({ name: noDisk, relay: await start('recgw-nodisk', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
     if (copyOnlyAvailable()) ways.push({ name: copyOnly, relay: await start('recgw-copyonly', guacd), token: (n) => encryptToken(payload(true, n), KEY) });
     else process.stdout.write('(no tmpfs at /dev/shm: the copy-only relay is left out)\n');
@@ -194,9 +198,11 @@ async function main(): Promise<void> {
   line('recgw off / lite', off, lite, '(target MB/s >= 1.00)');
   line('recgw on / lite', on, lite, '');
   if (BREAKDOWN) {
+    line('on, buffered / off', buffered, off, '(every byte through the page cache: RECORDING_DIRECT_WRITES=false)');
+    line('on / on, buffered', on, buffered, '(what direct writes changed)');
     line('on, /dev/null / off', noDisk, off, '(all of recording but the kernel\'s work on the bytes)');
     if (rate[copyOnly]) {
-      line('on, copy only / off', copyOnly, off, '(... plus one copy of each byte: the floor for a recording)');
+      line('on, copy only / off', copyOnly, off, '(... plus one copy of each byte: the floor for a buffered recording)');
       line('on / on, copy only', on, copyOnly, '(what the file system and the disk add)');
     }
   }
