@@ -136,6 +136,13 @@ export class SegmentWriter {
   /** Writeback was started for [0, #flushedTo) (a page boundary); the cache before #droppedTo was dropped. */
   #flushedTo = 0;
   #droppedTo = 0;
+  /**
+   * Bytes written buffered, and their count at the last advice: only those take page-cache
+   * pages, so writing directly asks for none (a drop over pages that are still dirty, such as a
+   * fresh write up to the grid, also makes the kernel drain every CPU's page lists).
+   */
+  #bufferedBytes = 0;
+  #bufferedAtAdvice = 0;
   #advising: Promise<void> | undefined;
   #after: Promise<boolean> | undefined;
   #direct: DirectWriteSupport | undefined;
@@ -391,6 +398,7 @@ export class SegmentWriter {
         // A short write (a full disk fills mid-call) leaves the rest for the next round, where
         // the kernel reports the error itself.
         this.#advance(bytesWritten);
+        this.#bufferedBytes += bytesWritten;
         this.#flushBehind(fh.fd);
       } catch (err) {
         this.#setError(err as NodeJS.ErrnoException);
@@ -483,10 +491,10 @@ export class SegmentWriter {
     else if (done > 0) queue.splice(0, done);
   }
 
-  /** After a write: every FLUSH_BEHIND_BYTES, start writeback of the new bytes and drop the previous step's. */
+  /** After a buffered write: every FLUSH_BEHIND_BYTES of them, start writeback of the new bytes and drop the previous step's. */
   #flushBehind(fd: number): void {
     const advice = this.#pageCache;
-    if (advice === undefined || this.#advising || this.#committed - this.#flushedTo < FLUSH_BEHIND_BYTES) return;
+    if (advice === undefined || this.#advising || this.#bufferedBytes - this.#bufferedAtAdvice < FLUSH_BEHIND_BYTES) return;
     const flushTo = this.#committed - (this.#committed % PAGE_BYTES);
     const dropTo = this.#flushedTo;
     const started = advice.flushBehind(fd, this.#flushedTo, flushTo - this.#flushedTo, this.#droppedTo, dropTo - this.#droppedTo);
@@ -494,6 +502,7 @@ export class SegmentWriter {
     if (started === undefined) return;
     this.#flushedTo = flushTo;
     this.#droppedTo = dropTo;
+    this.#bufferedAtAdvice = this.#bufferedBytes;
     this.#advising = started
       .catch(() => {
         // Advice only, and refused only where it cannot apply (a device such as /dev/full, a file

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ARENA_BYTES, ArenaReader } from '../../src/protocol/read-arenas.js';
 import { allocateBounce, DIRECT_BLOCK, planDirectWrite, type DirectWriteSupport } from '../../src/recording/direct-write.js';
-import { directWrites } from '../../src/recording/page-cache.js';
+import { directWrites, pageCache, type PageCacheAdvice } from '../../src/recording/page-cache.js';
 import { SegmentWriter } from '../../src/recording/segment-writer.js';
 import { directIoHere } from '../support/direct-io.js';
 import { sha256, tempSpool } from './helpers.js';
@@ -214,6 +214,30 @@ describe('SegmentWriter with direct writes', () => {
       expect(done.directBytes).toBeGreaterThan(12 * MiB);
       expect(done.directBytes).toBeLessThanOrEqual(16 * MiB);
     }
+  });
+
+  it('asks for page-cache advice only per 8 MiB written buffered, not for what went directly', async () => {
+    const s = support();
+    expect(pageCache).toBeDefined();
+    let calls = 0;
+    const counting: PageCacheAdvice = {
+      addonPath: pageCache!.addonPath,
+      flushBehind: (...args) => {
+        calls++;
+        return pageCache!.flushBehind(...args);
+      },
+    };
+    const { stream, pieces } = layout(48 * MiB, 11, 0, s);
+    const path = join(spool.dir, 'advice.guac');
+    const w = new SegmentWriter(path, { direct: s, pageCache: counting });
+    await feed(w, pieces);
+    const done = await w.finish();
+    expect(readFileSync(path).equals(stream)).toBe(true);
+    const buffered = done.bytes - done.directBytes;
+    // One call per 8 MiB written buffered at most (written behind as before); written directly,
+    // 48 MiB used to mean six.
+    expect(calls).toBeLessThanOrEqual(Math.floor(buffered / (8 * MiB)));
+    if (done.directBytes > 40 * MiB) expect(calls).toBeLessThanOrEqual(1);
   });
 
   it('writes live-sized appends buffered: no direct write below 256 KiB pending', async () => {
