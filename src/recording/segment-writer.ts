@@ -427,9 +427,9 @@ export class SegmentWriter {
   }
 
   /**
-   * One direct write of the whole blocks queued, when most of them can go straight from the
-   * pieces; false (nothing written) otherwise, or when the file system refuses direct writes
-   * (the file is then written buffered from here on).
+   * One direct write of the whole blocks queued; false (nothing written) when not one block is
+   * queued, or when the file system refuses direct writes (the file is then written buffered
+   * from here on).
    */
   async #writeDirect(direct: FileHandle, at: number): Promise<boolean> {
     const support = this.#direct;
