@@ -392,9 +392,8 @@ export class SegmentWriter {
         // Bounded so that the pieces of a backlog are handed back as they are written (a read
         // arena is reused only then), not all at the end of one huge call. Before a direct
         // write, only up to the grid, so that the direct write can start there.
-        const toGrid = direct !== undefined && this.#direct !== undefined && at % DIRECT_BLOCK !== 0 ? DIRECT_BLOCK - (at % DIRECT_BLOCK) : 0;
+        const toGrid = direct !== undefined && at % DIRECT_BLOCK !== 0 ? DIRECT_BLOCK - (at % DIRECT_BLOCK) : 0;
         const bytesWritten = await writevAt(fh.fd, this.#gather(toGrid), at);
-        if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
         // A short write (a full disk fills mid-call) leaves the rest for the next round, where
         // the kernel reports the error itself.
         this.#advance(bytesWritten);
@@ -449,7 +448,6 @@ export class SegmentWriter {
       this.#direct = undefined;
       return false;
     }
-    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     this.#directBytes += bytesWritten;
     // A short write: count its copies as written, near enough for a figure in a log line.
     this.#bouncedBytes += Math.min(plan.bounced, bytesWritten);
@@ -534,9 +532,14 @@ export class SegmentWriter {
 /**
  * fs.writev with a callback: FileHandle.writev's promise-based request cost the relay's event
  * loop noticeably more per call (bench/relay.ts, profiled), and this runs for every write.
+ * Every call has bytes to write, so one that wrote none is an error (EIO), never a retry loop.
  */
 function writevAt(fd: number, buffers: Buffer[], position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten)));
+    writev(fd, buffers, position, (err, bytesWritten) => {
+      if (err) reject(err);
+      else if (bytesWritten === 0) reject(Object.assign(new Error('write made no progress'), { code: 'EIO' }));
+      else resolve(bytesWritten);
+    });
   });
 }
