@@ -199,9 +199,11 @@ export class Recorder {
       return d.connections.length - 1;
     });
 
-    const advice = o.dropPageCache === false ? undefined : pageCache;
-    const direct = o.directWrites === false ? undefined : directWrites;
-    const writer = new SegmentWriter(join(journal.dir, file), { pageCache: advice, direct });
+    const writerOptions = {
+      pageCache: o.dropPageCache === false ? undefined : pageCache,
+      direct: o.directWrites === false ? undefined : directWrites,
+    };
+    const writer = new SegmentWriter(join(journal.dir, file), writerOptions);
     const opened = await writer.opened().then(
       () => undefined,
       (err: NodeJS.ErrnoException) => err,
@@ -239,8 +241,7 @@ export class Recorder {
       includeClipboard: o.includeClipboard,
       includeAudio: o.includeAudio,
       maxPendingBytes: o.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES,
-      pageCache: advice,
-      direct,
+      writerOptions,
       onSealed: o.onSealed,
       now: o.now ?? (() => performance.now()),
       connectionIndex,

@@ -6,9 +6,7 @@ import type { SegmentSealedListener } from '../pipeline/contracts.js';
 import { segmentBaseName, type SegmentRecord, type SessionJournal } from './journal.js';
 import { LeftOutStreams } from './left-out-streams.js';
 import type { ReadAlignment } from '../protocol/read-arenas.js';
-import type { DirectWriteSupport } from './direct-write.js';
-import type { PageCacheAdvice } from './page-cache.js';
-import { SegmentWriter, type WrittenSegment } from './segment-writer.js';
+import { SegmentWriter, type SegmentWriterOptions, type WrittenSegment } from './segment-writer.js';
 import { SyncClock } from './sync-clock.js';
 
 /** What a SessionRecording needs from its Recorder; fixed for the recording's life. */
@@ -21,10 +19,8 @@ export interface SessionRecordingContext {
   includeClipboard: boolean;
   includeAudio: boolean;
   maxPendingBytes: number;
-  /** Passed to every segment's writer (SegmentWriterOptions.pageCache). */
-  pageCache: PageCacheAdvice | undefined;
-  /** Passed to every segment's writer (SegmentWriterOptions.direct). */
-  direct: DirectWriteSupport | undefined;
+  /** Options every segment's writer is made with (the first one's by the Recorder, too). */
+  writerOptions: Pick<SegmentWriterOptions, 'pageCache' | 'direct'>;
   onSealed: SegmentSealedListener;
   now: () => number;
   /** Index of this connection in the journal's connections[]. */
@@ -86,9 +82,9 @@ export class SessionRecording {
     this.#segment = firstSegment;
     this.#writer = writer;
     this.#watch(writer);
-    const direct = ctx.direct;
+    const direct = ctx.writerOptions.direct;
     // Unless something is left out or added first, guacd's next byte lands at the writer's end.
-    this.readAlignment = direct && { nextOffset: () => this.#writer.bytes, addressPhase: (bytes) => direct.addressPhase(bytes) };
+    this.readAlignment = direct && { nextOffset: () => this.#writer.bytes, addressPhase: direct.addressPhase };
   }
 
   /** Number of the segment being written. */
@@ -316,7 +312,7 @@ export class SessionRecording {
     this.#ctx.journal.update((d) => void d.segments.push(record)).catch((err: unknown) => this.#journalFailed(err));
     this.#segment = n;
     // #sealCurrent() above has called finish() on the previous writer; this one writes after it.
-    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { pageCache: this.#ctx.pageCache, direct: this.#ctx.direct, after: this.#writer.written() });
+    this.#writer = new SegmentWriter(join(this.#ctx.journal.dir, file), { ...this.#ctx.writerOptions, after: this.#writer.written() });
     this.#watch(this.#writer);
   }
 
