@@ -23,8 +23,11 @@ export const ARENA_BYTES = 128 * 1024;
 const MAX_READ = 64 * 1024;
 /** A fresh arena is started when less than this is left in the current one. */
 const MIN_READ = 16 * 1024;
-/** The memory grid a recording's direct writes need (recording/direct-write.ts: DIRECT_BLOCK). */
-const ALIGN_GRID = 4096;
+/**
+ * The grid a recording's direct writes need memory, file offsets and lengths on
+ * (recording/direct-write.ts takes it from here as DIRECT_BLOCK).
+ */
+export const ALIGN_GRID = 4096;
 /**
  * Largest incomplete instruction moved to the front of a fresh arena: a whole read still fits
  * after it, also when the arena's first byte is placed up to ALIGN_GRID - 1 bytes in.
@@ -130,7 +133,7 @@ export interface PendingBytes {
 export interface ReadAlignment {
   /** The file offset the next byte read will be written at, if nothing is added or left out first. */
   nextOffset(): number;
-  /** Where `bytes` starts in memory, modulo 4096 (native/page-cache). */
+  /** Where `bytes` starts in memory, modulo ALIGN_GRID (native/page-cache). */
   addressPhase(bytes: Uint8Array): number;
 }
 

@@ -1,3 +1,5 @@
+import { ALIGN_GRID } from '../protocol/read-arenas.js';
+
 /**
  * Direct writes (O_DIRECT) of a segment's bytes straight from the memory they were read into.
  *
@@ -20,7 +22,7 @@
  */
 
 /** The grid: file offsets, lengths and memory of a direct write are multiples of this. */
-export const DIRECT_BLOCK = 4096;
+export const DIRECT_BLOCK = ALIGN_GRID;
 
 /** What the native addon (native/page-cache) tells about memory. */
 export interface DirectWriteSupport {
